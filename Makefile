@@ -1,0 +1,64 @@
+# The single entry point. `make run` and `make test` bootstrap everything they need:
+# uv (pip-installed from a hash-pinned lock when missing), the .venv, the locked dependencies.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# uv from PATH when present, else a private copy installed from requirements/bootstrap.lock.
+UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
+SYNCED := $(VENV)/.synced
+COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
+
+.PHONY: help run test lint fmt typecheck lock migrate worker bench clean
+
+help:
+	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
+	@echo "make test   lint, type-check and run every test"
+	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | clean"
+
+.bootstrap/bin/uv: requirements/bootstrap.lock
+	$(PYTHON) -m venv .bootstrap
+	.bootstrap/bin/pip install --quiet --require-hashes --no-deps -r requirements/bootstrap.lock
+	@touch $@
+
+$(SYNCED): requirements/dev.lock pyproject.toml | $(UV)
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements/dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation --editable .
+	@touch $@
+
+run: $(SYNCED)
+	$(BIN)/coffer serve --host 127.0.0.1 --port 8000
+
+worker: $(SYNCED)
+	$(BIN)/coffer worker
+
+migrate: $(SYNCED)
+	$(BIN)/coffer migrate
+
+lint: $(SYNCED)
+	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench migrations
+
+typecheck: $(SYNCED)
+	$(BIN)/mypy
+
+fmt: $(SYNCED)
+	$(BIN)/ruff format src tests bench migrations
+	$(BIN)/ruff check --fix src tests bench migrations
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(SYNCED)
+	$(BIN)/python bench/ledger_throughput.py
+
+lock: | $(UV)
+	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
+	$(COMPILE) pyproject.toml -o requirements/app.lock
+	$(COMPILE) pyproject.toml --group dev -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .bootstrap .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""coffer: a self-hostable wallet and payments-ledger service."""

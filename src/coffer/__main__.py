@@ -1,0 +1,198 @@
+"""The `coffer` command line: serve, worker, migrate, users, wallets, ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+
+from coffer.db import Database
+from coffer.errors import AppError
+from coffer.identity.service import create_user
+from coffer.jobs.runner import JobRunner
+from coffer.kit.money import parse_amount
+from coffer.ledger.verify import verify_ledger
+from coffer.logging import configure_logging
+from coffer.migrate import upgrade_to_head
+from coffer.models import Role
+from coffer.settings import Settings, get_settings
+from coffer.wallets import service as wallets
+
+app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(wallets_app, name="wallets")
+app.add_typer(ledger_app, name="ledger")
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    """Run one piece of async work against the configured database; domain errors exit 1."""
+    settings = get_settings()
+
+    async def main() -> T:
+        database = Database(settings.database_url, pool_size=2)
+        try:
+            return await work(database, settings)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(main())
+    except AppError as error:
+        typer.echo(f"error: {error.code}: {error.message}", err=True)
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (migrating first when the database is SQLite)."""
+    settings = get_settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade_to_head(settings.database_url)
+    uvicorn.run(
+        "coffer.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (the transfer processor, notifications) in this process."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    async def work(database: Database, settings: Settings) -> None:
+        await JobRunner(database, settings).run_forever()
+
+    _run(work)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration (Alembic upgrade head)."""
+    upgrade_to_head(get_settings().database_url)
+    typer.echo("database at head")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Email address (sign-in name).")],
+    password: Annotated[str, typer.Option(help="At least 10 characters.")],
+    phone: Annotated[str | None, typer.Option(help="Phone number with country code.")] = None,
+    name: Annotated[str | None, typer.Option(help="Full name: first and last.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+) -> None:
+    """Create an active user with a primary wallet; prints the user id and wallet number."""
+    first, _, last = (name or "").strip().partition(" ")
+
+    async def work(database: Database, settings: Settings) -> tuple[str, str]:
+        async with database.transaction() as session:
+            created = await create_user(
+                session,
+                email=email,
+                password=password,
+                phone=phone,
+                first_name=first or None,
+                last_name=last.strip() or None,
+                role=Role.ADMIN if admin else Role.USER,
+                currency=settings.default_currency,
+            )
+        return str(created.user.id), created.primary_wallet.number
+
+    user_id, wallet_number = _run(work)
+    typer.echo(f"user_id={user_id} wallet_number={wallet_number}")
+
+
+def _adjust(
+    wallet_number: str, amount: str, reason: str, reference: str | None, credit: bool
+) -> None:
+    if not reason.strip():
+        typer.echo("error: a reason is required", err=True)
+        raise typer.Exit(2)
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            wallet = await wallets.find_wallet(session, wallet_number)
+            money = parse_amount(amount, wallet.currency, max_minor=settings.max_amount_minor)
+            entry = await wallets.adjust(
+                session,
+                wallet,
+                money,
+                reason=reason,
+                credit=credit,
+                actor="cli",
+                reference=reference,
+            )
+            balance = await wallets.balance(session, wallet)
+        replayed = " (already applied)" if entry.replayed else ""
+        return (
+            f"entry={entry.entry_id}{replayed} balance={balance.format()} {balance.currency.code}"
+        )
+
+    typer.echo(_run(work))
+
+
+@wallets_app.command("credit")
+def wallets_credit(
+    wallet: Annotated[str, typer.Option(help="13-digit wallet number.")],
+    amount: Annotated[str, typer.Option(help='Amount in major units, e.g. "10.00".')],
+    reason: Annotated[str, typer.Option(help="Why; kept in the entry's metadata.")],
+    reference: Annotated[
+        str | None, typer.Option(help="Idempotency reference: repeating it applies once.")
+    ] = None,
+) -> None:
+    """Credit a wallet from system:adjustments:<ccy>."""
+    _adjust(wallet, amount, reason, reference, credit=True)
+
+
+@wallets_app.command("debit")
+def wallets_debit(
+    wallet: Annotated[str, typer.Option(help="13-digit wallet number.")],
+    amount: Annotated[str, typer.Option(help='Amount in major units, e.g. "10.00".')],
+    reason: Annotated[str, typer.Option(help="Why; kept in the entry's metadata.")],
+    reference: Annotated[
+        str | None, typer.Option(help="Idempotency reference: repeating it applies once.")
+    ] = None,
+) -> None:
+    """Debit a wallet into system:adjustments:<ccy>; refused if the balance cannot cover it."""
+    _adjust(wallet, amount, reason, reference, credit=False)
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant; exits 1 on any violation."""
+
+    async def work(database: Database, settings: Settings) -> list[tuple[str, bool, str]]:
+        async with database.transaction() as session:
+            checks = await verify_ledger(session)
+        return [(c.name, c.ok, c.detail) for c in checks]
+
+    results = _run(work)
+    for name, ok, detail in results:
+        typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    if not all(ok for _, ok, _ in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

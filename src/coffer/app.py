@@ -1,0 +1,54 @@
+"""The application factory: settings, logging, database, embedded worker, routes, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from coffer.api import api_router
+from coffer.db import Database
+from coffer.health.endpoints import router as health_router
+from coffer.http import RequestContextMiddleware, install_error_handlers
+from coffer.jobs.runner import JobRunner
+from coffer.logging import configure_logging
+from coffer.migrate import head_revision
+from coffer.settings import Settings, WorkerMode, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.database = database
+        runner_task: asyncio.Task[None] | None = None
+        if settings.worker_mode is WorkerMode.EMBEDDED:
+            runner_task = asyncio.create_task(JobRunner(database, settings).run_forever())
+        try:
+            yield
+        finally:
+            if runner_task is not None:
+                runner_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner_task
+            await database.dispose()
+
+    app = FastAPI(
+        title="coffer",
+        summary="Wallets and a double-entry payments ledger",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.migration_head = head_revision()
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router())
+    return app

@@ -1,0 +1,96 @@
+"""Engines, sessions and the unit of work.
+
+The session is the unit of work: a request or a job opens one transaction, services add to it
+and never commit, and the edge commits once. On SQLite every transaction starts with
+`BEGIN IMMEDIATE`, which serializes writers the way row locks do on PostgreSQL (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+from sqlalchemy import Row, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+ResultRow: TypeAlias = Row[*tuple[Any, ...]]
+"""A row of a Core query with any columns."""
+JOBS_ENQUEUED = "jobs_enqueued"
+"""Key in `session.info`, set by the outbox when a job was written in this transaction."""
+
+
+def async_database_url(url: str) -> str:
+    """Accept plain `sqlite:///x.db` / `postgresql://...` URLs and pick the async driver."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"Unsupported database backend: {backend}")
+
+
+def violates(error: IntegrityError, *constraints: str) -> bool:
+    """Whether the error names one of these constraints (PostgreSQL) or columns (SQLite).
+
+    PostgreSQL reports `uq_wallets_number`, SQLite `UNIQUE constraint failed: wallets.number`,
+    so callers list both spellings.
+    """
+    text = str(error.orig)
+    return any(constraint in text for constraint in constraints)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so `begin` below decides how to start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One engine and its session factory; created once per process (or per test)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 0) -> None:
+        self.url = async_database_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        options: dict[str, Any] = {"pool_pre_ping": False}
+        if not self.is_sqlite:
+            options |= {"pool_size": pool_size, "max_overflow": max_overflow}
+        self.engine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.jobs_committed_listeners: list[Callable[[], None]] = []
+        """Called after a commit that enqueued jobs: the embedded runner wakes at once."""
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends, rolls back if it raises."""
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            if session.info.pop(JOBS_ENQUEUED, False):
+                for listener in self.jobs_committed_listeners:
+                    listener()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,139 @@
+"""HTTP plumbing shared by every route: request ids, the error envelope, the session."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coffer.db import Database
+from coffer.errors import AppError, envelope, status_phrase
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HTTP_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        envelope(status_code=status_code, message=message, error_code=code, details=details),
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the client's, if sane) in logs and the `X-Request-ID` header,
+    and turns any unhandled exception into a 500 envelope without a stack trace anywhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            log.error(
+                "http.unhandled_error",
+                error_type=type(error).__name__,
+                method=scope.get("method"),
+                path=scope.get("path"),
+            )
+            if not response_started:
+                response = error_response(500, "internal_error", "Internal server error")
+                await response(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def _app_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AppError)  # noqa: S101 - registered for AppError only
+    if error.http_status >= 500:
+        log.error("http.app_error", code=error.code)
+    return error_response(error.http_status, error.code, error.message, error.details)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101
+    code = _HTTP_ERROR_CODES.get(error.status_code, "http_error")
+    message = error.detail if isinstance(error.detail, str) else status_phrase(error.status_code)
+    return error_response(error.status_code, code, message, headers=error.headers)
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # noqa: S101
+    # Field paths and reasons only: the offending input is never echoed (it may be a password).
+    details = [
+        {
+            "field": ".".join(str(part) for part in item["loc"]),
+            "reason": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors()
+    ]
+    return error_response(422, "validation_error", "The request is not valid", details)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed once, when the route has returned."""
+    async with get_database(request).transaction() as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]

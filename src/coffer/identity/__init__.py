@@ -1,0 +1,1 @@
+"""Identity: users, passwords and (later) sessions, codes, TOTP and Google sign-in."""

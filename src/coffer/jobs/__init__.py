@@ -1,0 +1,1 @@
+"""Background jobs: the transactional outbox, the job registry and the embedded runner."""

@@ -1,0 +1,32 @@
+"""Every table, re-exported so Alembic and the app see one metadata."""
+
+from coffer.models.base import Base
+from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
+from coffer.models.outbox import OutboxJob, OutboxStatus
+from coffer.models.transfer import Transfer, TransferStatus
+from coffer.models.user import Role, User
+from coffer.models.wallet import (
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+    WalletStatus,
+)
+
+__all__ = [
+    "Base",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerPosting",
+    "OutboxJob",
+    "OutboxStatus",
+    "Role",
+    "Transaction",
+    "TransactionStatus",
+    "TransactionType",
+    "Transfer",
+    "TransferStatus",
+    "User",
+    "Wallet",
+    "WalletStatus",
+]

@@ -1,0 +1,1 @@
+"""Telling people and systems what happened: events, email, websockets, webhooks."""

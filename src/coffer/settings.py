@@ -1,0 +1,81 @@
+"""The one Settings object: every knob is a `COFFER_*` environment variable (or `.env` line)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - the placeholder production refuses
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class WorkerMode(StrEnum):
+    EMBEDDED = "embedded"
+    """Jobs run inside the API process (the single-machine default)."""
+    EXTERNAL = "external"
+    """Jobs run in separate `coffer worker` processes; the API only writes the outbox."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COFFER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Runtime
+    env: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Storage. Plain `sqlite:///path.db` and `postgresql://user@host:port/db` are accepted;
+    # the async driver is picked in db.py.
+    database_url: str = "sqlite:///./coffer.db"
+    database_pool_size: int = Field(default=10, ge=1, le=90)
+    redis_url: str | None = None
+
+    # Secrets
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+
+    # Passwords: argon2id, OWASP's profile by default (tests lower it to stay fast)
+    password_hash_memory_kib: int = Field(default=19_456, ge=1024)
+    password_hash_iterations: int = Field(default=2, ge=1)
+
+    # Money
+    default_currency: str = "NGN"
+    max_amount_minor: int = Field(default=10**13, ge=1, le=10**15)
+    """Upper bound on any single amount, in the currency's minor unit."""
+
+    # Payments
+    payment_provider: str = "sandbox"
+
+    # Jobs
+    worker_mode: WorkerMode = WorkerMode.EMBEDDED
+    transfer_batch_size: int = Field(default=200, ge=1, le=5000)
+    job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    job_max_attempts: int = Field(default=10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets_in_production(self) -> Self:
+        # A known secret signs tokens anyone can forge, so production must bring its own.
+        if self.env is Environment.PRODUCTION:
+            secret = self.secret_key.get_secret_value()
+            if secret == DEVELOPMENT_SECRET_KEY or len(secret) < 32:
+                raise ValueError(
+                    "COFFER_SECRET_KEY must be set to a random value of at least 32 characters "
+                    "in production"
+                )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

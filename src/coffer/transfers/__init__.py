@@ -1,0 +1,1 @@
+"""Transfers between wallets: accepted as pending requests, settled by the batch processor."""

@@ -1,0 +1,165 @@
+"""Every query of the transfers domain. The processor's row lock is taken in `claim_pending`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from coffer.db import ResultRow
+from coffer.ledger.repository import is_postgres
+from coffer.models import Base, LedgerAccount, Transfer, TransferStatus, User, Wallet
+
+_transfers = Base.metadata.tables[Transfer.__tablename__]
+
+_WALLET_WITH_OWNER = (
+    Wallet.id,
+    Wallet.number,
+    Wallet.user_id,
+    Wallet.currency,
+    Wallet.status,
+    Wallet.is_primary,
+    Wallet.ledger_account_id,
+    User.is_active.label("owner_active"),
+    User.first_name,
+    User.last_name,
+    User.email,
+    User.phone,
+)
+
+
+async def wallets_of_users(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> Sequence[ResultRow]:
+    return (
+        await session.execute(
+            select(*_WALLET_WITH_OWNER)
+            .join(User, User.id == Wallet.user_id)
+            .where(Wallet.user_id.in_(user_ids))
+        )
+    ).all()
+
+
+async def wallets_matching(
+    session: AsyncSession, numbers: Sequence[str], emails: Sequence[str], phones: Sequence[str]
+) -> Sequence[ResultRow]:
+    """Wallets with one of these numbers, or owned by a user with one of these emails/phones."""
+    conditions = []
+    if numbers:
+        conditions.append(Wallet.number.in_(numbers))
+    if emails:
+        conditions.append(User.email.in_(emails))
+    if phones:
+        conditions.append(User.phone.in_(phones))
+    if not conditions:
+        return []
+    return (
+        await session.execute(
+            select(*_WALLET_WITH_OWNER)
+            .join(User, User.id == Wallet.user_id)
+            .where(or_(*conditions))
+        )
+    ).all()
+
+
+async def running_balances(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, int]:
+    """Balances read without a lock: good for a fast pre-check, never for a decision."""
+    rows = await session.execute(
+        select(LedgerAccount.id, LedgerAccount.balance).where(LedgerAccount.id.in_(account_ids))
+    )
+    return {row.id: row.balance for row in rows}
+
+
+async def find_by_idempotency_keys(
+    session: AsyncSession, keys: Sequence[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], ResultRow]:
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(_transfers, Wallet.number.label("recipient_wallet_number"))
+        .join(Wallet, Wallet.id == _transfers.c.recipient_wallet_id)
+        .where(tuple_(_transfers.c.sender_user_id, _transfers.c.idempotency_key).in_(keys))
+    )
+    return {(row.sender_user_id, row.idempotency_key): row for row in rows}
+
+
+async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert transfers, skipping any whose idempotency key a concurrent request already used.
+
+    Returns the references actually inserted; the rest lost a race to an equal key.
+    """
+    dialect_insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    result = await session.execute(
+        dialect_insert(_transfers).on_conflict_do_nothing().returning(_transfers.c.reference),
+        list(rows),
+    )
+    return set(result.scalars())
+
+
+async def get_by_reference(session: AsyncSession, reference: str) -> Transfer | None:
+    return (
+        await session.execute(select(Transfer).where(Transfer.reference == reference))
+    ).scalar_one_or_none()
+
+
+async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow]:
+    """Lock up to `limit` pending transfers, oldest first, skipping any another processor holds.
+
+    With the sender's and recipient's wallet state as of now, so a wallet frozen after the
+    request was accepted stops the transfer.
+    """
+    sender, recipient = aliased(Wallet), aliased(Wallet)
+    sender_owner, recipient_owner = aliased(User), aliased(User)
+    query = (
+        select(
+            Transfer.id,
+            Transfer.reference,
+            Transfer.amount_minor,
+            Transfer.currency,
+            Transfer.narration,
+            sender.id.label("sender_wallet_id"),
+            sender.number.label("sender_number"),
+            sender.status.label("sender_status"),
+            sender.ledger_account_id.label("sender_account_id"),
+            sender_owner.is_active.label("sender_active"),
+            sender_owner.first_name.label("sender_first_name"),
+            sender_owner.last_name.label("sender_last_name"),
+            recipient.id.label("recipient_wallet_id"),
+            recipient.number.label("recipient_number"),
+            recipient.status.label("recipient_status"),
+            recipient.currency.label("recipient_currency"),
+            recipient.ledger_account_id.label("recipient_account_id"),
+            recipient_owner.is_active.label("recipient_active"),
+            recipient_owner.first_name.label("recipient_first_name"),
+            recipient_owner.last_name.label("recipient_last_name"),
+        )
+        .join(sender, sender.id == Transfer.sender_wallet_id)
+        .join(sender_owner, sender_owner.id == sender.user_id)
+        .join(recipient, recipient.id == Transfer.recipient_wallet_id)
+        .join(recipient_owner, recipient_owner.id == recipient.user_id)
+        .where(Transfer.status == TransferStatus.PENDING)
+        .order_by(Transfer.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Transfer)
+    )
+    return (await session.execute(query)).all()
+
+
+async def mark_settled(session: AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
+    """Write each claimed transfer's final status (executemany, one round trip batch)."""
+    await session.execute(
+        update(_transfers)
+        .where(_transfers.c.id == bindparam("transfer_id"))
+        .values(
+            status=bindparam("status"),
+            failure_reason=bindparam("failure_reason"),
+            ledger_entry_id=bindparam("ledger_entry_id"),
+            settled_at=bindparam("settled_at"),
+        ),
+        list(outcomes),
+    )

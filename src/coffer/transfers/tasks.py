@@ -1,0 +1,45 @@
+"""The transfer processor job: settle pending transfers batch by batch, one commit per batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from coffer.db import Database
+from coffer.jobs.outbox import enqueue
+from coffer.jobs.registry import job
+from coffer.settings import Settings
+from coffer.transfers.service import PROCESS_JOB, BatchReport, process_batch
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCHES_PER_RUN = 50
+"""A bound on one run, so a busy queue cannot hold a job lease forever; a run that stops at
+the bound enqueues its successor."""
+
+
+async def process_pending(database: Database, batch_size: int) -> BatchReport:
+    """Run batches until the queue is empty (or the bound is reached); returns the totals."""
+    claimed = completed = failed = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        async with database.transaction() as session:
+            report = await process_batch(session, batch_size)
+        claimed, completed, failed = (
+            claimed + report.claimed,
+            completed + report.completed,
+            failed + report.failed,
+        )
+        if report.claimed < batch_size:
+            break
+    else:
+        async with database.transaction() as session:
+            await enqueue(session, PROCESS_JOB, dedupe_key=PROCESS_JOB)
+    if claimed:
+        log.info("transfers.processed", claimed=claimed, completed=completed, failed=failed)
+    return BatchReport(claimed, completed, failed)
+
+
+@job(PROCESS_JOB)
+async def run_processor(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    await process_pending(database, settings.transfer_batch_size)

@@ -1,0 +1,1 @@
+"""Wallets: numbers, balances, history and operator adjustments."""
