@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from coffer.db import Database
 from coffer.identity.service import NewUser
 from coffer.kit.money import format_minor, get_currency
-from coffer.models import LedgerEntry, LedgerPosting, Transaction, Transfer, Wallet
+from coffer.models import LedgerAccount, LedgerEntry, LedgerPosting, Transaction, Transfer
 from coffer.transfers import service as transfers
 from coffer.transfers.service import AcceptedTransfer, RecipientKind, TransferRequest
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
@@ -128,8 +128,6 @@ async def test_many_connections_and_two_processors_conserve_money(
             wallet_ids = [u.primary_wallet.ledger_account_id for u in users] + [
                 hot.primary_wallet.ledger_account_id
             ]
-            from coffer.models import LedgerAccount
-
             balances = dict(
                 (
                     await session.execute(
@@ -165,13 +163,18 @@ async def test_many_connections_and_two_processors_conserve_money(
                     )
                 ).all()
             )
-            hot_wallet = await session.get(Wallet, hot.primary_wallet.id)
+            hot_received = await session.scalar(
+                select(func.coalesce(func.sum(Transfer.amount_minor), 0)).where(
+                    Transfer.recipient_wallet_id == hot.primary_wallet.id,
+                    Transfer.status == "completed",
+                )
+            )
 
         # Enough traffic, and the negative space: many accepted transfers failed on funds.
         assert len(accepted) >= 5_000, (len(accepted), refused)
         assert statuses["pending"] == 0
         assert statuses["completed"] > 1_000
-        assert reasons["insufficient_funds"] > 100, reasons
+        assert reasons["insufficient_funds"] > 50, reasons
         assert set(reasons) == {"insufficient_funds"}
         # Each accepted transfer claimed exactly once across both processors, both working.
         assert sum(claimed_by) == len(accepted)
@@ -187,10 +190,8 @@ async def test_many_connections_and_two_processors_conserve_money(
         assert all(
             history[(ref, "transfer_in")] == (1 if ref in completed else 0) for ref in references
         )
-        hot_received = sum(
-            row.amount_minor for row in rows if row.status == "completed" and hot_wallet is not None
-        )
-        assert balances[hot.primary_wallet.ledger_account_id] <= hot_received
+        # The hot wallet only receives: it holds exactly what its completed transfers brought.
+        assert balances[hot.primary_wallet.ledger_account_id] == hot_received
     finally:
         await accept.dispose()
         for database in processors:
