@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from coffer.db import Database
 from coffer.models import Base
+from coffer.models.base import UTCDateTime
 from coffer.settings import get_settings
 
 config = context.config
@@ -23,12 +26,20 @@ def _database_url() -> str:
     return str(config.attributes.get("database_url") or get_settings().database_url)
 
 
+def _render_item(type_: str, item: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # Migrations spell out plain SQLAlchemy types, never coffer's own classes.
+    if type_ == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from decimal import Decimal
+from typing import Annotated, Any, NoReturn
 
 import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coffer.db import Database
 from coffer.errors import AppError, envelope, status_phrase
+from coffer.schemas import ErrorEnvelope
 
 log = structlog.get_logger(__name__)
 
@@ -123,6 +127,38 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise json.JSONDecodeError(f"{name} is not a number", name, 0)
+
+
+class ExactJSONRequest(Request):
+    """Parses JSON bodies with `Decimal` for every non-integer number, so an amount never
+    passes through a binary float, and refuses NaN and Infinity."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            self._json = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
+        return self._json
+
+
+class ExactJSONRoute(APIRoute):
+    """The route class of every API router (see ExactJSONRequest)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact_handler(request: Request) -> Response:
+            return await handler(ExactJSONRequest(request.scope, request.receive))
+
+        return exact_handler
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for a route's error statuses, all in the error envelope."""
+    return {status: {"model": ErrorEnvelope} for status in statuses}
 
 
 def get_database(request: Request) -> Database:

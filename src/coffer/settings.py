@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     # Payments
     payment_provider: str = "sandbox"
 
+    # Identity and sessions (issue 3)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    session_idle_timeout_seconds: int = Field(default=7 * 86_400, ge=30)
+    """A session with no authenticated request for this long is logged out (30 for strict)."""
+    jwt_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """Signing keys by `kid`, e.g. {"2026-11": "..."}; the newest-sorting kid signs, all verify.
+    Empty: one key derived from COFFER_SECRET_KEY."""
+
+    # API keys, wallets, FX (issue 4)
+
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)

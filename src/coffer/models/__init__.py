@@ -1,6 +1,7 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
 from coffer.models.base import Base
+from coffer.models.identity import AuthSession, RefreshToken
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
 from coffer.models.outbox import OutboxJob, OutboxStatus
 from coffer.models.transfer import Transfer, TransferStatus
@@ -14,12 +15,14 @@ from coffer.models.wallet import (
 )
 
 __all__ = [
+    "AuthSession",
     "Base",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
     "OutboxJob",
     "OutboxStatus",
+    "RefreshToken",
     "Role",
     "Transaction",
     "TransactionStatus",

@@ -32,6 +32,10 @@ class User(Base):
     """None for accounts that only sign in through Google."""
     role: Mapped[str] = mapped_column(String(16), default=Role.USER)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False once deactivated: no sign-in, no session, no key works until an admin reactivates."""
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True once the sign-up code was confirmed (operator-created and Google users start so)."""
+    profile_image_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

@@ -1,0 +1,1 @@
+"""The one `Principal` dependency every protected route uses, and permission checks."""

@@ -1,0 +1,172 @@
+"""Who is calling: one `Principal` for every protected route, from a Bearer access token
+(a user, with every permission on their own resources) or an `x-api-key` (a service, with
+only its key's permissions).
+
+Routes state what they need in their signature:
+`TransferWriter = Annotated[Principal, Depends(require(Permission.TRANSFER))]`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coffer.errors import AppError
+from coffer.http import Session
+from coffer.identity.tokens import InvalidToken, decode_token
+from coffer.kit.clock import utcnow
+from coffer.models import AuthSession, Role, User
+from coffer.settings import Settings
+
+
+class Permission(StrEnum):
+    READ = "read"
+    DEPOSIT = "deposit"
+    TRANSFER = "transfer"
+    WITHDRAW = "withdraw"
+
+
+ALL_PERMISSIONS = frozenset(Permission)
+
+
+class NotAuthenticated(AppError):
+    code = "not_authenticated"
+    http_status = 401
+    default_message = "Authentication required: send a Bearer token or an x-api-key"
+
+
+class PermissionDenied(AppError):
+    code = "permission_denied"
+    http_status = 403
+    default_message = "This credential may not do that"
+
+
+class AccountInactive(AppError):
+    code = "account_inactive"
+    http_status = 403
+    default_message = "The account is not active"
+
+
+class SessionExpired(AppError):
+    code = "session_expired"
+    http_status = 401
+    default_message = "The session has ended; sign in again"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    role: Role
+    permissions: frozenset[Permission]
+    session_id: uuid.UUID | None = None
+    """Set for a signed-in user (Bearer token)."""
+    api_key_id: uuid.UUID | None = None
+    """Set for a service acting through an API key."""
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.api_key_id is not None
+
+    @property
+    def scope(self) -> str:
+        """What idempotency keys and rate limits are scoped to."""
+        return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
+
+
+def _last_seen_write_interval(settings: Settings) -> timedelta:
+    # Writing on every request would make each one a write; a third of the idle timeout
+    # (at most a minute) keeps the timeout accurate enough.
+    return timedelta(seconds=min(60, settings.session_idle_timeout_seconds / 3))
+
+
+async def authenticate_access_token(
+    session: AsyncSession, settings: Settings, token: str
+) -> Principal:
+    """A Bearer token is good while its session is open, not idle, and its user active."""
+    claims = decode_token(settings, token)
+    row = (
+        await session.execute(
+            select(AuthSession, User.role, User.is_active)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == claims.session_id, AuthSession.user_id == claims.user_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise InvalidToken()
+    auth_session, role, is_active = row
+    now = utcnow()
+    if auth_session.revoked_at is not None or auth_session.expires_at <= now:
+        raise SessionExpired()
+    if now - auth_session.last_seen_at > timedelta(seconds=settings.session_idle_timeout_seconds):
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason="idle_timeout")
+        )
+        raise SessionExpired("The session timed out after inactivity; sign in again")
+    if not is_active:
+        raise AccountInactive()
+    if now - auth_session.last_seen_at >= _last_seen_write_interval(settings):
+        await session.execute(
+            update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now)
+        )
+    return Principal(
+        user_id=claims.user_id,
+        role=Role(role),
+        permissions=ALL_PERMISSIONS,
+        session_id=auth_session.id,
+    )
+
+
+async def get_principal(request: Request, session: Session) -> Principal:
+    settings: Settings = request.app.state.settings
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        raise NotAuthenticated("API keys are not accepted yet")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated()
+    return await authenticate_access_token(session, settings, token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller must hold `permission` (users hold all on their own wallets)."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if permission not in principal.permissions:
+            raise PermissionDenied(f"This API key lacks the '{permission}' permission")
+        return principal
+
+    return check
+
+
+async def require_user(principal: CurrentPrincipal) -> Principal:
+    """Signed-in users only: API keys never manage keys, 2FA, passwords or sessions."""
+    if principal.is_api_key:
+        raise PermissionDenied("API keys cannot do this; sign in as the user")
+    return principal
+
+
+async def require_admin(principal: CurrentPrincipal) -> Principal:
+    if principal.is_api_key or principal.role is not Role.ADMIN:
+        raise PermissionDenied("Admins only")
+    return principal
+
+
+UserPrincipal = Annotated[Principal, Depends(require_user)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+Reader = Annotated[Principal, Depends(require(Permission.READ))]
+Depositor = Annotated[Principal, Depends(require(Permission.DEPOSIT))]
+TransferWriter = Annotated[Principal, Depends(require(Permission.TRANSFER))]
+Withdrawer = Annotated[Principal, Depends(require(Permission.WITHDRAW))]
