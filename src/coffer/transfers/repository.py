@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, tuple_, update
+from sqlalchemy import Select, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -107,15 +107,10 @@ async def get_by_reference(session: AsyncSession, reference: str) -> Transfer | 
     ).scalar_one_or_none()
 
 
-async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow]:
-    """Lock up to `limit` pending transfers, oldest first, skipping any another processor holds.
-
-    With the sender's and recipient's wallet state as of now, so a wallet frozen after the
-    request was accepted stops the transfer.
-    """
+def _claim_statement() -> Select[*tuple[Any, ...]]:
     sender, recipient = aliased(Wallet), aliased(Wallet)
     sender_owner, recipient_owner = aliased(User), aliased(User)
-    query = (
+    return (
         select(
             Transfer.id,
             Transfer.reference,
@@ -144,10 +139,22 @@ async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow
         .join(recipient_owner, recipient_owner.id == recipient.user_id)
         .where(Transfer.status == TransferStatus.PENDING)
         .order_by(Transfer.id)
-        .limit(limit)
+        .limit(bindparam("claim_limit"))
         .with_for_update(skip_locked=True, of=Transfer)
     )
-    return (await session.execute(query)).all()
+
+
+# Built once: the processor claims many times a second and the statement never changes.
+_CLAIM = _claim_statement()
+
+
+async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow]:
+    """Lock up to `limit` pending transfers, oldest first, skipping any another processor holds.
+
+    With the sender's and recipient's wallet state as of now, so a wallet frozen after the
+    request was accepted stops the transfer.
+    """
+    return (await session.execute(_CLAIM, {"claim_limit": limit})).all()
 
 
 async def mark_settled(session: AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
