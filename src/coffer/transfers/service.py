@@ -301,8 +301,8 @@ class _Candidate:
     fingerprint: str
     reference: str
     conversion: Conversion | None = None
-    limit: LimitClaim | None = None
-    limit_minor: int = 0
+    allowance: tuple[LimitClaim, int] | None = None
+    """The daily-limit claim this request makes, and the limit (minor units) it must fit."""
 
 
 async def create_transfers(
@@ -378,7 +378,7 @@ async def create_transfers(
         accepted.append(candidate)
 
     accepted = await _price(session, accepted, outcomes, settings, max_amount_minor, now)
-    accepted = await _consume_limits(session, accepted, outcomes, settings, now)
+    accepted = await _consume_limits(session, accepted, outcomes)
     if accepted:
         await _store(session, accepted, outcomes, now)
         await enqueue(session, PROCESS_JOB, dedupe_key=PROCESS_JOB)
@@ -461,9 +461,9 @@ async def _price(
                 day,
                 candidate.amount.minor,
             )
-            candidate.limit = claim
-            candidate.limit_minor = limits.daily_limit_minor(
-                settings, LimitKind.TRANSFER, source.currency, rates
+            candidate.allowance = (
+                claim,
+                limits.daily_limit_minor(settings, LimitKind.TRANSFER, source.currency, rates),
             )
         except AppError as error:
             outcomes[candidate.index] = error
@@ -473,23 +473,17 @@ async def _price(
 
 
 async def _consume_limits(
-    session: AsyncSession,
-    candidates: list[_Candidate],
-    outcomes: list[TransferOutcome | None],
-    settings: Settings,
-    now: datetime,
+    session: AsyncSession, candidates: list[_Candidate], outcomes: list[TransferOutcome | None]
 ) -> list[_Candidate]:
     """Consume each sender's daily allowance; the requests that would exceed it are refused."""
-    claims = [(c.limit, c.limit_minor) for c in candidates if c.limit is not None]
-    granted = iter(await limits.consume(session, claims))
+    claimed = [(c, c.allowance) for c in candidates if c.allowance is not None]
+    granted = await limits.consume(session, [allowance for _, allowance in claimed])
     within: list[_Candidate] = []
-    for candidate in candidates:
-        if candidate.limit is None:
-            within.append(candidate)
-        elif next(granted):
+    for (candidate, (claim, limit_minor)), fits in zip(claimed, granted, strict=True):
+        if fits:
             within.append(candidate)
         else:
-            outcomes[candidate.index] = limits.exceeded(candidate.limit, candidate.limit_minor)
+            outcomes[candidate.index] = limits.exceeded(claim, limit_minor)
     return within
 
 
@@ -578,7 +572,7 @@ def _row(candidate: _Candidate, now: datetime) -> dict[str, Any]:
         "fx_rate": conversion.rate if conversion else None,
         "fee_minor": conversion.fee.minor if conversion else None,
         "quote_id": candidate.request.quote_id,
-        "limit_day": candidate.limit.day if candidate.limit else None,
+        "limit_day": candidate.allowance[0].day if candidate.allowance else None,
         "narration": candidate.request.narration,
         "idempotency_key": candidate.request.idempotency_key,
         "request_fingerprint": candidate.fingerprint,
@@ -612,7 +606,7 @@ async def _store(
         # A concurrent request committed first with the same idempotency key (answer from
         # its transfer) or the same quote (which it used up). Either way this one consumed
         # an allowance it will not use.
-        await limits.release(session, [c.limit for c in lost if c.limit is not None])
+        await limits.release(session, [c.allowance[0] for c in lost if c.allowance is not None])
         winners = await repository.find_by_idempotency_keys(
             session, [(c.request.sender_user_id, c.request.idempotency_key or "") for c in lost]
         )
