@@ -18,6 +18,8 @@ from coffer.models import FxQuote
 from coffer.settings import Settings
 from coffer.transfers import service as transfers
 from coffer.transfers.tasks import process_pending
+from coffer.wallets import limits
+from coffer.wallets.limits import LimitKind
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
 from tests.fixtures.fx import set_fixed_rates
 from tests.transfers.test_service import accepted, balance_minor, request_to, send
@@ -130,6 +132,12 @@ async def test_a_quote_is_used_by_one_transfer_only(database: Database) -> None:
     assert same_batch.code == "quote_already_used"
     assert isinstance(later, AppError)
     assert later.code == "quote_already_used"
+    # The request that lost the quote in the batch gave its daily allowance back.
+    async with database.transaction() as session:
+        used = await limits.used_minor(
+            session, sender.user.id, LimitKind.TRANSFER, "USD", utcnow().date()
+        )
+    assert used == 1_000
 
 
 async def test_a_quote_is_refused_when_expired_foreign_or_for_other_terms(
