@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, TypeVar
 
 import typer
@@ -11,6 +12,9 @@ import uvicorn
 
 from coffer.db import Database
 from coffer.errors import AppError
+from coffer.fx import service as fx
+from coffer.fx.repository import all_cached_rates
+from coffer.fx.tasks import refresh_rates
 from coffer.identity.service import create_user
 from coffer.jobs.runner import JobRunner
 from coffer.kit.money import parse_amount
@@ -18,16 +22,18 @@ from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
-from coffer.settings import Settings, get_settings
+from coffer.settings import FxProviderName, Settings, get_settings
 from coffer.wallets import service as wallets
 
 app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
+fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(fx_app, name="fx")
 
 T = TypeVar("T")
 
@@ -188,6 +194,56 @@ def ledger_verify() -> None:
         typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     if not all(ok for _, ok, _ in results):
         raise typer.Exit(1)
+
+
+@fx_app.command("set-rate")
+def fx_set_rate(
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. NGN.")],
+    rate: Annotated[str, typer.Option(help="Units of CURRENCY per 1 COFFER_FX_BASE_CURRENCY.")],
+) -> None:
+    """Set a rate of the `fixed` provider; with that provider active, the cache takes it at once."""
+    try:
+        value = Decimal(rate.strip())
+    except InvalidOperation:
+        typer.echo("error: the rate must be a decimal number such as 1500.25", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            await fx.set_fixed_rate(session, settings.fx_base_currency, currency, value)
+        if settings.fx_provider is FxProviderName.FIXED:
+            await refresh_rates(database, settings)
+            return "rate set and cached"
+        return f"rate set (used when COFFER_FX_PROVIDER=fixed; now {settings.fx_provider})"
+
+    typer.echo(_run(work))
+
+
+@fx_app.command("refresh")
+def fx_refresh() -> None:
+    """Refresh the rate cache from the configured provider now (as the fx.refresh_rates job)."""
+
+    async def work(database: Database, settings: Settings) -> int:
+        return await refresh_rates(database, settings)
+
+    typer.echo(f"rates cached: {_run(work)}")
+
+
+@fx_app.command("rates")
+def fx_rates() -> None:
+    """List the cached rates with their source and when they were last refreshed."""
+
+    async def work(database: Database, settings: Settings) -> list[str]:
+        async with database.transaction() as session:
+            rows = await all_cached_rates(session)
+        return [
+            f"1 {r.base_currency} = {format(r.rate, 'f')} {r.currency}  "
+            f"source={r.source} fetched_at={r.fetched_at.isoformat()}"
+            for r in rows
+        ]
+
+    for line in _run(work):
+        typer.echo(line)
 
 
 def main() -> None:

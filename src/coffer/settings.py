@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from typing import Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coffer.kit.money import CURRENCIES
 
 DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - the placeholder production refuses
 
@@ -23,6 +27,13 @@ class WorkerMode(StrEnum):
     """Jobs run inside the API process (the single-machine default)."""
     EXTERNAL = "external"
     """Jobs run in separate `coffer worker` processes; the API only writes the outbox."""
+
+
+class FxProviderName(StrEnum):
+    FIXED = "fixed"
+    """Rates an operator keeps in the `fx_fixed_rates` table (`coffer fx set-rate`)."""
+    EXCHANGERATE_API = "exchangerate_api"
+    """ExchangeRate-API v6 `latest`, over HTTP."""
 
 
 class Settings(BaseSettings):
@@ -66,12 +77,49 @@ class Settings(BaseSettings):
     Empty: one key derived from COFFER_SECRET_KEY."""
 
     # API keys, wallets, FX (issue 4)
+    fx_provider: FxProviderName = FxProviderName.FIXED
+    fx_api_key: SecretStr | None = None
+    """ExchangeRate-API key; required with COFFER_FX_PROVIDER=exchangerate_api."""
+    fx_base_url: str = "https://v6.exchangerate-api.com"
+    fx_base_currency: str = "USD"
+    """The pivot: one request fetches every rate against it; cross rates go through it."""
+    fx_refresh_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
+    fx_max_age_seconds: int = Field(default=6 * 3600, ge=60)
+    """A cached rate not refreshed for this long is refused (422 fx_rate_stale)."""
+    fx_quote_ttl_seconds: int = Field(default=60, ge=10, le=3600)
+    fx_spread_bps: int = Field(default=0, ge=0, le=1000)
+    """Taken from the sent amount of a cross-currency transfer into system:fees:<ccy>
+    (100 bps = 1%)."""
+    daily_transfer_limit: Decimal = Field(default=Decimal("100.00"), gt=0)
+    daily_withdrawal_limit: Decimal = Field(default=Decimal("100.00"), gt=0)
+    limits_currency: str = "USD"
+    """The currency the daily limits are written in; converted to each wallet's currency."""
+    limits_timezone: str = "UTC"
+    """IANA zone whose midnight starts a new limit day."""
 
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     job_max_attempts: int = Field(default=10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check_fx_and_limits(self) -> Self:
+        for name in ("fx_base_currency", "limits_currency"):
+            if getattr(self, name) not in CURRENCIES:
+                raise ValueError(f"COFFER_{name.upper()}: unknown currency {getattr(self, name)!r}")
+        try:
+            ZoneInfo(self.limits_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            zone = self.limits_timezone
+            raise ValueError(f"COFFER_LIMITS_TIMEZONE: unknown zone {zone!r}") from exc
+        if self.fx_provider is FxProviderName.EXCHANGERATE_API and not (
+            self.fx_api_key and self.fx_api_key.get_secret_value()
+        ):
+            raise ValueError(
+                "COFFER_FX_API_KEY is required with COFFER_FX_PROVIDER=exchangerate_api"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Self:

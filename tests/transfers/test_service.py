@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.db import Database
 from coffer.errors import AppError, ValidationFailed
 from coffer.identity.service import NewUser
-from coffer.kit.money import InvalidAmount
+from coffer.kit.money import InvalidAmount, Money
 from coffer.ledger.errors import InsufficientFunds
 from coffer.models import (
     LedgerEntry,
@@ -286,14 +286,25 @@ async def test_inactive_sender_and_inactive_recipient_are_refused(
     assert from_inactive.code == "account_inactive"
 
 
-async def test_other_currency_recipient_is_refused_until_fx(database: Database) -> None:
+async def test_other_currency_recipient_gets_the_converted_amount(database: Database) -> None:
+    # The migration's placeholder rate: 1 USD = 1500 NGN.
     async with database.transaction() as session:
         sender = await make_user(session)
         dollars = await make_user(session, currency="USD")
-        await fund(session, sender.primary_wallet, 1_000)
-    (outcome,) = await send(database, request_to(sender, dollars.primary_wallet.number, "1.00"))
-    assert isinstance(outcome, AppError)
-    assert outcome.code == "currency_mismatch"
+        await fund(session, sender.primary_wallet, 300_000)
+    converted, too_small = await send(
+        database,
+        request_to(sender, dollars.primary_wallet.number, "1500.00"),
+        request_to(sender, dollars.primary_wallet.number, "1.00"),
+    )
+    assert accepted(converted).receive_amount == Money.of(100, "USD")
+    assert isinstance(too_small, AppError)
+    assert too_small.code == "invalid_amount"
+    await process_pending(database, batch_size=50)
+    async with database.transaction() as session:
+        assert await balance_minor(session, sender.primary_wallet) == 150_000
+        assert await balance_minor(session, dollars.primary_wallet) == 100
+        await assert_ledger_sound(session)
 
 
 async def test_one_bad_request_does_not_fail_its_neighbours(
@@ -391,7 +402,6 @@ async def test_operator_debit_beyond_the_balance_is_refused(
     database: Database, pair: tuple[NewUser, NewUser]
 ) -> None:
     sender, _ = pair
-    from coffer.kit.money import Money
 
     with pytest.raises(InsufficientFunds):
         async with database.transaction() as session:

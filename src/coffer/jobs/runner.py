@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 
 from coffer.db import Database
+from coffer.fx.service import REFRESH_JOB as FX_REFRESH_JOB
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import get_job
 from coffer.kit.clock import utcnow
@@ -62,7 +63,11 @@ class JobRunner:
         self._wake = asyncio.Event()
         now = utcnow()
         poll = timedelta(seconds=settings.job_poll_interval_seconds)
-        self.schedules = [Schedule(PROCESS_JOB, poll, now)]
+        self.schedules = [
+            Schedule(PROCESS_JOB, poll, now),
+            # Due at start, so a runner that was down refreshes rates before they go stale.
+            Schedule(FX_REFRESH_JOB, timedelta(seconds=settings.fx_refresh_interval_seconds), now),
+        ]
         database.jobs_committed_listeners.append(self.wake)
 
     def wake(self) -> None:

@@ -1,8 +1,10 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
 from coffer.models.base import Base
+from coffer.models.fx import FxFixedRate, FxQuote, FxRate
 from coffer.models.identity import AuthSession, RefreshToken
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
+from coffer.models.limit import DailyLimitUsage
 from coffer.models.outbox import OutboxJob, OutboxStatus
 from coffer.models.transfer import Transfer, TransferStatus
 from coffer.models.user import Role, User
@@ -17,6 +19,10 @@ from coffer.models.wallet import (
 __all__ = [
     "AuthSession",
     "Base",
+    "DailyLimitUsage",
+    "FxFixedRate",
+    "FxQuote",
+    "FxRate",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",

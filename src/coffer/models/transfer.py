@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, Uuid, text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coffer.kit.clock import utcnow
 from coffer.models.base import Base, BigId, UTCDateTime
+from coffer.models.fx import DecimalText
 
 
 class TransferStatus(StrEnum):
@@ -40,6 +42,17 @@ class Transfer(Base):
     recipient_wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+    receive_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    """What the recipient gets, in `receive_currency`; None when no conversion is needed."""
+    receive_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(DecimalText)
+    """Units of `receive_currency` per unit of `currency`, fixed when the request was accepted."""
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    """The FX spread taken from `amount_minor` (in `currency`) into system:fees:<currency>."""
+    quote_id: Mapped[str | None] = mapped_column(ForeignKey("fx_quotes.id"), unique=True)
+    """The quote whose terms this transfer used; unique, so a quote is used once."""
+    limit_day: Mapped[date | None] = mapped_column(Date)
+    """The limit day whose transfer allowance this consumed (given back if it fails)."""
     narration: Mapped[str | None] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     """Unique per sender; a retried request finds the transfer it already made."""

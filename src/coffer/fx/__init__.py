@@ -1,0 +1,1 @@
+"""Exchange rates, quotes and the arithmetic of converting money between currencies."""

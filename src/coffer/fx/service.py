@@ -1,0 +1,266 @@
+"""Rates from the cache, quotes, and refreshing the cache from a provider's snapshot.
+
+The money paths read rates only from the `fx_rates` cache, never from a provider over the
+network: a refresh job (`fx.refresh_rates`) keeps it current, and a rate not refreshed for
+COFFER_FX_MAX_AGE_SECONDS is refused rather than used. Rates are held against one pivot
+currency (COFFER_FX_BASE_CURRENCY), so one provider call per refresh prices every pair.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coffer.db import ResultRow
+from coffer.errors import AppError, ValidationFailed
+from coffer.fx import repository
+from coffer.fx.conversion import Conversion, convert, cross_rate
+from coffer.kit.clock import utcnow
+from coffer.kit.money import CURRENCIES, Money, get_currency, parse_amount
+from coffer.models import FxQuote
+from coffer.settings import Settings
+
+REFRESH_JOB = "fx.refresh_rates"
+QUOTE_RETENTION = timedelta(days=1)
+"""Unused quotes are deleted this long after they expire."""
+ONE = Decimal(1)
+MAX_QUOTE_ID_LENGTH = 40
+
+
+class FxRateUnavailable(AppError):
+    code = "fx_rate_unavailable"
+    http_status = 422
+    default_message = "No exchange rate is available for this currency"
+
+
+class FxRateStale(AppError):
+    code = "fx_rate_stale"
+    http_status = 422
+    default_message = "The exchange rate is out of date; try again later"
+
+
+class FxProviderError(AppError):
+    """The rate provider failed or answered something unusable (the refresh job retries)."""
+
+    code = "fx_provider_error"
+    http_status = 502
+    default_message = "The exchange-rate provider failed"
+
+
+class QuoteNotFound(AppError):
+    code = "quote_not_found"
+    http_status = 404
+    default_message = "Quote not found"
+
+
+class QuoteExpired(AppError):
+    code = "quote_expired"
+    http_status = 422
+    default_message = "The quote has expired; ask for a new one"
+
+
+class QuoteAlreadyUsed(AppError):
+    code = "quote_already_used"
+    http_status = 409
+    default_message = "The quote was already used by another transfer"
+
+
+class QuoteMismatch(AppError):
+    code = "quote_mismatch"
+    http_status = 422
+    default_message = "The quote is for different currencies or a different amount"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRate:
+    per_base: Decimal
+    fetched_at: datetime
+
+
+class RateBook:
+    """The cached rates a unit of work needs, read once; pairs are priced through the base."""
+
+    def __init__(
+        self, base: str, rates: Mapping[str, CachedRate], max_age: timedelta, now: datetime
+    ) -> None:
+        self.base = base
+        self._rates = rates
+        self._oldest_allowed = now - max_age
+
+    def _per_base(self, currency: str) -> Decimal:
+        if currency == self.base:
+            return ONE
+        cached = self._rates.get(currency)
+        if cached is None:
+            raise FxRateUnavailable(
+                f"No exchange rate is available for {currency}", details={"currency": currency}
+            )
+        if cached.fetched_at < self._oldest_allowed:
+            raise FxRateStale(details={"currency": currency})
+        return cached.per_base
+
+    def rate(self, source: str, target: str) -> Fraction:
+        """Units of `target` per unit of `source`, exactly."""
+        if source == target:
+            return Fraction(1)
+        return cross_rate(self._per_base(source), self._per_base(target))
+
+
+async def load_rates(
+    session: AsyncSession,
+    settings: Settings,
+    currencies: Collection[str],
+    now: datetime | None = None,
+) -> RateBook:
+    """One query for every rate these currencies need, from the configured provider only."""
+    rows = await repository.cached_rates(
+        session, settings.fx_base_currency, settings.fx_provider, currencies
+    )
+    return RateBook(
+        settings.fx_base_currency,
+        {row.currency: CachedRate(row.rate, row.fetched_at) for row in rows},
+        timedelta(seconds=settings.fx_max_age_seconds),
+        now or utcnow(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateSnapshot:
+    """What a provider says: units of each currency per unit of `base`."""
+
+    base: str
+    rates: Mapping[str, Decimal]
+    published_at: datetime | None
+
+
+async def store_snapshot(
+    session: AsyncSession, snapshot: RateSnapshot, source: str, now: datetime | None = None
+) -> int:
+    """Write a provider's rates into the cache; currencies coffer does not know are skipped.
+
+    Returns how many rates were stored.
+    """
+    fetched_at = now or utcnow()
+    rows = [
+        {
+            "base_currency": snapshot.base,
+            "currency": currency,
+            "rate": rate,
+            "source": source,
+            "published_at": snapshot.published_at,
+            "fetched_at": fetched_at,
+        }
+        for currency, rate in sorted(snapshot.rates.items())
+        if currency in CURRENCIES and rate.is_finite() and rate > 0
+    ]
+    await repository.upsert_cached_rates(session, rows)
+    return len(rows)
+
+
+async def set_fixed_rate(
+    session: AsyncSession, base: str, currency: str, rate: Decimal, now: datetime | None = None
+) -> None:
+    """Set an operator's rate for the `fixed` provider (takes effect at the next refresh)."""
+    base, currency = get_currency(base).code, get_currency(currency).code
+    if not rate.is_finite() or rate <= 0:
+        raise ValidationFailed("The rate must be a positive number")
+    if base == currency and rate != ONE:
+        raise ValidationFailed("A currency's rate against itself is 1")
+    await repository.upsert_fixed_rate(session, base, currency, rate, now or utcnow())
+
+
+async def prune_quotes(session: AsyncSession, now: datetime | None = None) -> int:
+    return await repository.delete_quotes_expired_before(
+        session, (now or utcnow()) - QUOTE_RETENTION
+    )
+
+
+def new_quote_id() -> str:
+    return f"FXQ_{secrets.token_hex(12).upper()}"
+
+
+async def create_quote(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    *,
+    from_currency: str,
+    to_currency: str,
+    amount: object,
+    now: datetime | None = None,
+) -> FxQuote:
+    """Price sending `amount` of `from_currency` into `to_currency`, held for the quote's TTL."""
+    source, target = get_currency(from_currency), get_currency(to_currency)
+    if source == target:
+        raise ValidationFailed("A quote converts between two different currencies")
+    send = parse_amount(amount, source, max_minor=settings.max_amount_minor)
+    now = now or utcnow()
+    book = await load_rates(session, settings, {source.code, target.code}, now)
+    conversion = convert(
+        send,
+        target,
+        book.rate(source.code, target.code),
+        settings.fx_spread_bps,
+        max_minor=settings.max_amount_minor,
+    )
+    quote = FxQuote(
+        id=new_quote_id(),
+        user_id=user_id,
+        from_currency=source.code,
+        to_currency=target.code,
+        rate=conversion.rate,
+        send_amount_minor=send.minor,
+        fee_minor=conversion.fee.minor,
+        receive_amount_minor=conversion.receive.minor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.fx_quote_ttl_seconds),
+    )
+    session.add(quote)
+    await session.flush()
+    return quote
+
+
+def quote_conversion(quote: FxQuote) -> Conversion:
+    return Conversion(
+        quote.rate,
+        Money.of(quote.send_amount_minor, quote.from_currency),
+        Money.of(quote.fee_minor, quote.from_currency),
+        Money.of(quote.receive_amount_minor, quote.to_currency),
+    )
+
+
+def use_quote(
+    found: ResultRow | None, user_id: uuid.UUID, send: Money, target: str, now: datetime
+) -> Conversion:
+    """The terms of a quote a transfer names, if this user may use them for this transfer.
+
+    Checked on a plain read; the unique `transfers.quote_id` is what makes a quote single-use
+    when two transfers race for it.
+    """
+    if found is None or found.FxQuote.user_id != user_id:
+        raise QuoteNotFound()
+    quote: FxQuote = found.FxQuote
+    if found.used_by is not None:
+        raise QuoteAlreadyUsed()
+    if quote.expires_at <= now:
+        raise QuoteExpired()
+    if (
+        quote.from_currency != send.currency.code
+        or quote.to_currency != target
+        or quote.send_amount_minor != send.minor
+    ):
+        raise QuoteMismatch(
+            details={
+                "from_currency": quote.from_currency,
+                "to_currency": quote.to_currency,
+                "send_amount": Money.of(quote.send_amount_minor, quote.from_currency).format(),
+            }
+        )
+    return quote_conversion(quote)
