@@ -1,5 +1,6 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
+from coffer.models.apikey import ApiKey, IdempotencyRecord
 from coffer.models.base import Base
 from coffer.models.identity import AuthSession, RefreshToken
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
@@ -15,8 +16,10 @@ from coffer.models.wallet import (
 )
 
 __all__ = [
+    "ApiKey",
     "AuthSession",
     "Base",
+    "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
