@@ -58,7 +58,7 @@ def _listed(key: ApiKey) -> ApiKeyOut:
     status_code=201,
     summary="Create an API key (shown once)",
     dependencies=[_ISSUING],
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(401, 403, 409, 422, 429),
 )
 async def create_key(
     body: ApiKeyCreate, principal: UserPrincipal, session: Session, settings: AppSettings
@@ -74,7 +74,7 @@ async def create_key(
     return Envelope(status_code=201, message="API key created; store it now", data=_issued(issued))
 
 
-@router.get("", summary="List your API keys", responses=error_responses(401, 403, 422))
+@router.get("", summary="List your API keys", responses=error_responses(401, 403, 422, 429))
 async def list_keys(
     principal: UserPrincipal,
     session: Session,
@@ -92,7 +92,7 @@ async def list_keys(
     status_code=201,
     summary="Replace an expired key with a new one of the same name and permissions",
     dependencies=[_ISSUING],
-    responses=error_responses(400, 401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 429),
 )
 async def rollover_key(
     body: ApiKeyRollover, principal: UserPrincipal, session: Session, settings: AppSettings
@@ -111,7 +111,7 @@ async def rollover_key(
     "/{key_id}",
     summary="Revoke an API key at once",
     dependencies=[Depends(Idempotency())],
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422, 429),
 )
 async def revoke_key(
     key_id: uuid.UUID, principal: UserPrincipal, session: Session

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -32,24 +33,31 @@ WalletNumber = Annotated[str, Path(max_length=32, description="13-digit wallet n
 _READ_ERRORS = error_responses(401, 403, 404, 422, 429)
 
 
-async def _history_query(
+@dataclass(frozen=True, slots=True)
+class _HistoryParams:
+    limit: int
+    cursor: str | None
+    filters: service.HistoryFilter
+
+
+async def _history_params(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     type_: Annotated[TransactionType | None, Query(alias="type")] = None,
     status: Annotated[TransactionStatus | None, Query()] = None,
     since: Annotated[datetime | None, Query(alias="from", description="Inclusive")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="Exclusive")] = None,
-) -> tuple[int, str | None, service.HistoryFilter]:
-    return limit, cursor, service.HistoryFilter(type_, status, as_utc(since), as_utc(until))
+) -> _HistoryParams:
+    filters = service.HistoryFilter(type_, status, as_utc(since), as_utc(until))
+    return _HistoryParams(limit, cursor, filters)
 
 
-HistoryQuery = Annotated[tuple[int, str | None, service.HistoryFilter], Depends(_history_query)]
+HistoryQuery = Annotated[_HistoryParams, Depends(_history_params)]
 
 
 async def _history(session: Session, wallet: Wallet, query: HistoryQuery) -> TransactionPage:
-    limit, cursor, filters = query
     rows, next_cursor = await service.history(
-        session, wallet, limit=limit, cursor=cursor, filters=filters
+        session, wallet, limit=query.limit, cursor=query.cursor, filters=query.filters
     )
     return TransactionPage(
         transactions=[TransactionOut.of(row) for row in rows], next_cursor=next_cursor
@@ -90,7 +98,7 @@ async def list_wallets(principal: Reader, session: Session) -> Envelope[WalletLi
     status_code=201,
     summary="Open a wallet in another currency",
     dependencies=[Depends(Idempotency())],
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(401, 403, 409, 422, 429),
 )
 async def open_wallet(
     body: WalletCreate, principal: UserPrincipal, session: Session, settings: AppSettings
@@ -122,7 +130,7 @@ async def get_wallet(
     "/{wallet_number}",
     summary="Rename one of your wallets",
     dependencies=[Depends(Idempotency())],
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422, 429),
 )
 async def rename_wallet(
     wallet_number: WalletNumber, body: WalletUpdate, principal: UserPrincipal, session: Session
