@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, TypeVar
 
@@ -17,6 +18,7 @@ from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
 from coffer.identity.service import create_user
 from coffer.jobs.runner import JobRunner
+from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
 from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
@@ -41,6 +43,7 @@ T = TypeVar("T")
 def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     """Run one piece of async work against the configured database; domain errors exit 1."""
     settings = get_settings()
+    set_offset(timedelta(seconds=settings.clock_offset_seconds))
 
     async def main() -> T:
         database = Database(settings.database_url, pool_size=2)

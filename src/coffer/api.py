@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from coffer.apikeys.endpoints import router as apikeys_router
 from coffer.fx.endpoints import router as fx_router
+from coffer.transfers.endpoints import router as transfers_router
+from coffer.wallets.endpoints import wallet_router, wallets_router
 
 API_PREFIX = "/api/v1"
 
@@ -12,4 +15,8 @@ API_PREFIX = "/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(fx_router)
+    router.include_router(apikeys_router)
+    router.include_router(wallet_router)
+    router.include_router(wallets_router)
+    router.include_router(transfers_router)
     return router

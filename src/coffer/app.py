@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from coffer.api import api_router
+from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.db import Database
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.runner import JobRunner
+from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
 from coffer.migrate import head_revision
 from coffer.settings import Settings, WorkerMode, get_settings
@@ -22,6 +25,7 @@ from coffer.settings import Settings, WorkerMode, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    set_offset(timedelta(seconds=settings.clock_offset_seconds))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
     app.state.migration_head = head_revision()
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

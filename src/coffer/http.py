@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coffer.db import Database
 from coffer.errors import AppError, envelope, status_phrase
 from coffer.schemas import ErrorEnvelope
+from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -166,10 +167,19 @@ def get_database(request: Request) -> Database:
     return database
 
 
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed once, when the route has returned."""
     async with get_database(request).transaction() as session:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# Function scope: the commit happens before the response is sent, so a client never sees a
+# success that a failed commit then undoes (request scope would commit after sending).
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+AppSettings = Annotated[Settings, Depends(get_app_settings)]
+DatabaseDependency = Annotated[Database, Depends(get_database)]

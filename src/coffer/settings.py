@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from typing import Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from coffer.kit.money import CURRENCIES
 
@@ -96,12 +97,59 @@ class Settings(BaseSettings):
     """The currency the daily limits are written in; converted to each wallet's currency."""
     limits_timezone: str = "UTC"
     """IANA zone whose midnight starts a new limit day."""
+    api_key_rate_limit_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    """Requests one API key may make per minute (moving window) before 429 `rate_limited`.
+    Counted in memory per process, or in Redis, shared by every process, when COFFER_REDIS_URL
+    is set."""
+    idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 30)
+    """How long a stored Idempotency-Key response is replayed (DESIGN.md §6: at least 24 h)."""
+    max_wallets_per_user: int = Field(default=3, ge=1, le=20)
+    supported_currencies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["NGN", "USD", "EUR", "GBP"]
+    )
+    """Currencies users may open wallets in: `NGN,USD` or a JSON list."""
+    clock_offset_seconds: int = Field(default=0, ge=-(10**9), le=10**9)
+    """Test only: shifts coffer's clock (`coffer.kit.clock.utcnow`) by this much, so an
+    end-to-end test can let API keys expire. Refused unless COFFER_ENV=test."""
 
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     job_max_attempts: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("supported_currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [code for code in (part.strip() for part in value.split(",")) if code]
+        return value
+
+    @field_validator("supported_currencies")
+    @classmethod
+    def _known_currencies(cls, value: list[str]) -> list[str]:
+        codes = list(dict.fromkeys(code.upper() for code in value))
+        unknown = [code for code in codes if code not in CURRENCIES]
+        if unknown or not codes:
+            raise ValueError(f"unknown or no currencies: {unknown}; known: {sorted(CURRENCIES)}")
+        return codes
+
+    @property
+    def is_live_mode(self) -> bool:
+        """Real money moves: production with a real payment provider. Everything else (any
+        non-production environment, or the built-in sandbox provider) is test mode, which
+        issues `sk_test_` API keys."""
+        return self.env is Environment.PRODUCTION and self.payment_provider != "sandbox"
+
+    @model_validator(mode="after")
+    def _refuse_clock_offset_outside_tests(self) -> Self:
+        # A shifted clock would expire keys and sessions early or late: never outside tests.
+        if self.clock_offset_seconds and self.env is not Environment.TEST:
+            raise ValueError("COFFER_CLOCK_OFFSET_SECONDS is only allowed with COFFER_ENV=test")
+        return self
 
     @model_validator(mode="after")
     def _check_fx_and_limits(self) -> Self:

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.apikeys.authenticator import authenticate_api_key
 from coffer.errors import AppError
 from coffer.http import Session
 from coffer.identity.tokens import InvalidToken, decode_token
@@ -129,9 +130,20 @@ async def authenticate_access_token(
 async def get_principal(request: Request, session: Session) -> Principal:
     settings: Settings = request.app.state.settings
     api_key = request.headers.get("x-api-key")
-    if api_key:
-        raise NotAuthenticated("API keys are not accepted yet")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    authorization = request.headers.get("authorization")
+    if api_key is not None:
+        if authorization is not None:
+            raise NotAuthenticated("Send either a Bearer token or an x-api-key, not both")
+        key = await authenticate_api_key(
+            session, settings, request.app.state.api_key_rate_limiter, api_key.strip()
+        )
+        return Principal(
+            user_id=key.user_id,
+            role=Role(key.role),
+            permissions=frozenset(Permission(p) for p in key.permissions),
+            api_key_id=key.id,
+        )
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
     return await authenticate_access_token(session, settings, token.strip())

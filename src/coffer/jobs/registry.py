@@ -35,5 +35,6 @@ def get_job(name: str) -> JobFunction | None:
 def load_jobs() -> None:
     """Import every domain's tasks module so its jobs register themselves."""
     import coffer.fx.tasks
+    import coffer.idempotency.tasks
     import coffer.notifications.tasks
     import coffer.transfers.tasks  # noqa: F401

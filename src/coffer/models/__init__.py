@@ -1,5 +1,6 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
+from coffer.models.apikey import ApiKey, IdempotencyRecord
 from coffer.models.base import Base
 from coffer.models.fx import FxFixedRate, FxQuote, FxRate
 from coffer.models.identity import AuthSession, RefreshToken
@@ -17,12 +18,14 @@ from coffer.models.wallet import (
 )
 
 __all__ = [
+    "ApiKey",
     "AuthSession",
     "Base",
     "DailyLimitUsage",
     "FxFixedRate",
     "FxQuote",
     "FxRate",
+    "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",

@@ -177,3 +177,25 @@ async def mark_settled(session: AsyncSession, outcomes: Sequence[dict[str, Any]]
         ),
         list(outcomes),
     )
+
+
+async def find_for_sender(
+    session: AsyncSession, reference: str, sender_user_id: uuid.UUID
+) -> ResultRow | None:
+    """A transfer as its sender sees it; None for an unknown reference or another user's."""
+    return (
+        await session.execute(
+            select(
+                Transfer.reference,
+                Transfer.status,
+                Transfer.amount_minor,
+                Transfer.currency,
+                Transfer.failure_reason,
+                Transfer.created_at,
+                Transfer.settled_at,
+                Wallet.number.label("recipient_wallet_number"),
+            )
+            .join(Wallet, Wallet.id == Transfer.recipient_wallet_id)
+            .where(Transfer.reference == reference, Transfer.sender_user_id == sender_user_id)
+        )
+    ).one_or_none()

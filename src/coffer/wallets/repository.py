@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.models import Base, Transaction, User, Wallet
+from coffer.models import Base, Transaction, TransactionStatus, TransactionType, User, Wallet
 
 _transactions = Base.metadata.tables[Transaction.__tablename__]
 
@@ -53,3 +54,36 @@ async def insert_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     """Append history rows (one per wallet per event) in one statement."""
     if rows:
         await session.execute(insert(_transactions), list(rows))
+
+
+async def lock_owner_for_update(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Serialize wallet opening per user, so concurrent requests cannot pass the wallet limit
+    together. (SQLite needs no lock: its write transactions are already serial.)"""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+async def history_page(
+    session: AsyncSession,
+    wallet_id: int,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    type_: TransactionType | None = None,
+    status: TransactionStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Sequence[Transaction]:
+    """Newest first, keyset on (wallet_id, id): the same cost at any depth."""
+    query = select(Transaction).where(Transaction.wallet_id == wallet_id)
+    if before_id is not None:
+        query = query.where(Transaction.id < before_id)
+    if type_ is not None:
+        query = query.where(Transaction.type == type_)
+    if status is not None:
+        query = query.where(Transaction.status == status)
+    if since is not None:
+        query = query.where(Transaction.created_at >= since)
+    if until is not None:
+        query = query.where(Transaction.created_at < until)
+    query = query.order_by(Transaction.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()

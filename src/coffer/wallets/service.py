@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -16,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.db import violates
 from coffer.errors import AppError
 from coffer.kit.clock import utcnow
-from coffer.kit.money import Money, get_currency
+from coffer.kit.money import Money, UnknownCurrency, get_currency
+from coffer.kit.pagination import decode_cursor, encode_cursor
 from coffer.ledger import service as ledger
 from coffer.ledger.postings import EntryKind
-from coffer.models import TransactionStatus, TransactionType, Wallet, WalletStatus
+from coffer.models import Transaction, TransactionStatus, TransactionType, Wallet, WalletStatus
 from coffer.wallets import repository
 from coffer.wallets.numbers import generate_wallet_number, is_valid_wallet_number
 
@@ -43,6 +47,12 @@ class WalletAlreadyExists(AppError):
     code = "wallet_exists"
     http_status = 409
     default_message = "The user already has a wallet in this currency"
+
+
+class WalletLimitReached(AppError):
+    code = "wallet_limit_reached"
+    http_status = 409
+    default_message = "The user already has the most wallets allowed"
 
 
 class WalletNotActive(AppError):
@@ -149,3 +159,88 @@ async def adjust(
             ],
         )
     return entry
+
+
+async def open_additional_wallet(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    currency: str,
+    *,
+    supported_currencies: Sequence[str],
+    max_wallets: int,
+    name: str | None = None,
+) -> Wallet:
+    """A user's wallet in another currency: one per currency, only supported currencies, at
+    most `max_wallets` in all (checked under a lock on the user's row)."""
+    code = get_currency(currency).code
+    if code not in supported_currencies:
+        raise UnknownCurrency(f"Wallets can be opened in {', '.join(supported_currencies)}")
+    await repository.lock_owner_for_update(session, user_id)
+    existing = await repository.list_for_user(session, user_id)
+    if any(wallet.currency == code for wallet in existing):
+        raise WalletAlreadyExists()
+    if len(existing) >= max_wallets:
+        raise WalletLimitReached(f"A user can hold at most {max_wallets} wallets")
+    return await open_wallet(session, user_id, code, name=name)
+
+
+async def owned_wallet(session: AsyncSession, user_id: uuid.UUID, number: str) -> Wallet:
+    """The user's wallet with this number; another user's is `WalletNotFound`, like none."""
+    wallet = await find_wallet(session, number)
+    if wallet.user_id != user_id:
+        raise WalletNotFound()
+    return wallet
+
+
+async def list_wallets(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Wallet]:
+    return await repository.list_for_user(session, user_id)
+
+
+async def primary_wallet(session: AsyncSession, user_id: uuid.UUID) -> Wallet:
+    wallet = await repository.get_primary(session, user_id)
+    if wallet is None:
+        raise WalletNotFound("The user has no primary wallet")
+    return wallet
+
+
+async def rename(session: AsyncSession, wallet: Wallet, name: str | None) -> Wallet:
+    wallet.name = name
+    await session.flush()
+    return wallet
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    type: TransactionType | None = None
+    status: TransactionStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def history(
+    session: AsyncSession,
+    wallet: Wallet,
+    *,
+    limit: int,
+    cursor: str | None,
+    filters: HistoryFilter,
+) -> tuple[Sequence[Transaction], str | None]:
+    """A page of the wallet's history, newest first, and the cursor of the next page.
+
+    The cursor is the last id seen, so rows that arrive meanwhile (always newer) never shift
+    or repeat later pages.
+    """
+    before_id = decode_cursor(cursor, int)[0] if cursor is not None else None
+    rows = await repository.history_page(
+        session,
+        wallet.id,
+        limit=limit + 1,
+        before_id=before_id,
+        type_=filters.type,
+        status=filters.status,
+        since=filters.since,
+        until=filters.until,
+    )
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor(rows[limit - 1].id)

@@ -1,0 +1,1 @@
+"""API keys: create, list, revoke, roll over, and the x-api-key authenticator."""

@@ -1,0 +1,1 @@
+"""The Idempotency-Key store and the route class that replays stored responses."""

@@ -1,0 +1,42 @@
+"""Opaque keyset cursors: the position after the last row of a page, never an offset, so a
+page costs the same at any depth and rows arriving meanwhile never shift later pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from coffer.errors import AppError
+
+MAX_CURSOR_LENGTH = 512
+
+
+class InvalidCursor(AppError):
+    code = "invalid_cursor"
+    http_status = 422
+    default_message = "The cursor is not valid; start again without one"
+
+
+def encode_cursor(*position: str | int) -> str:
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *types: type[str] | type[int]) -> tuple[Any, ...]:
+    """The position inside `cursor`, checked to be exactly these types; else `InvalidCursor`."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor()
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor() from exc
+    if (
+        not isinstance(position, list)
+        or len(position) != len(types)
+        or not all(type(value) is kind for value, kind in zip(position, types, strict=True))
+    ):
+        raise InvalidCursor()
+    return tuple(position)

@@ -1,0 +1,172 @@
+"""Transfer routes: from the primary wallet (`/wallet/transfer`, the seed contract) or from a
+named wallet (`/wallets/{wallet_number}/transfer`), through one handler.
+
+Idempotency lives on the transfer row (coffer.transfers.service): the Idempotency-Key header
+or the body's idempotency_key, unique per sender; a replay answers the first response with
+`Idempotent-Replayed: true`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coffer.auth.principal import Principal, Reader, TransferWriter
+from coffer.errors import AppError, ValidationFailed
+from coffer.http import AppSettings, DatabaseDependency, ExactJSONRoute, Session, error_responses
+from coffer.idempotency.dependency import REPLAYED_HEADER
+from coffer.models import TransferStatus
+from coffer.schemas import Envelope
+from coffer.settings import Settings
+from coffer.transfers import status
+from coffer.transfers.schemas import TransferAccepted, TransferCreate, TransferStatusOut
+from coffer.transfers.service import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    AcceptedTransfer,
+    TransferRequest,
+    create_transfers,
+)
+
+router = APIRouter(tags=["transfers"], route_class=ExactJSONRoute)
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description="Retry safely: the same key and body replay the first response.",
+    ),
+]
+PreferHeader = Annotated[
+    str | None,
+    Header(max_length=256, description="`wait=N` (N ≤ 10): wait up to N s for a final state"),
+]
+_TRANSFER_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429)
+
+
+async def accept_transfer(
+    session: AsyncSession, settings: Settings, request: TransferRequest
+) -> AcceptedTransfer:
+    """Store one transfer request (a list of one: a batching layer can gather concurrent
+    requests here and store them together, DESIGN.md §11)."""
+    (outcome,) = await create_transfers(
+        session, [request], max_amount_minor=settings.max_amount_minor, settings=settings
+    )
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
+async def _transfer(
+    body: TransferCreate,
+    principal: Principal,
+    session: AsyncSession,
+    settings: Settings,
+    response: Response,
+    header_key: str | None,
+    sender_wallet_number: str | None,
+) -> Envelope[TransferAccepted]:
+    if header_key is not None and body.idempotency_key not in (None, header_key):
+        raise ValidationFailed("The Idempotency-Key header and idempotency_key differ")
+    kind, recipient = body.recipient
+    accepted = await accept_transfer(
+        session,
+        settings,
+        TransferRequest(
+            sender_user_id=principal.user_id,
+            recipient_kind=kind,
+            recipient=recipient,
+            amount=body.amount,
+            sender_wallet_number=sender_wallet_number,
+            narration=body.narration,
+            idempotency_key=header_key or body.idempotency_key,
+            quote_id=body.quote_id,
+        ),
+    )
+    if accepted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return Envelope(
+        status_code=202,
+        message="Transfer accepted",
+        data=TransferAccepted(
+            reference=accepted.reference,
+            # The answer of the request that made it, replayed as it was first given.
+            status=TransferStatus.PENDING,
+            amount=accepted.amount.format(),
+            currency=accepted.amount.currency.code,
+            recipient_wallet=accepted.recipient_wallet_number,
+            created_at=accepted.created_at,
+            receive_amount=accepted.receive_amount.format() if accepted.receive_amount else None,
+            receive_currency=(
+                accepted.receive_amount.currency.code if accepted.receive_amount else None
+            ),
+            fx_rate=str(accepted.fx_rate) if accepted.fx_rate is not None else None,
+            fee=accepted.fee.format() if accepted.fee else None,
+        ),
+    )
+
+
+@router.post(
+    "/wallet/transfer",
+    status_code=202,
+    summary="Send money from the primary wallet",
+    responses=_TRANSFER_ERRORS,
+)
+async def transfer_from_primary(
+    body: TransferCreate,
+    principal: TransferWriter,
+    session: Session,
+    settings: AppSettings,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Envelope[TransferAccepted]:
+    return await _transfer(body, principal, session, settings, response, idempotency_key, None)
+
+
+@router.post(
+    "/wallets/{wallet_number}/transfer",
+    status_code=202,
+    summary="Send money from one of your wallets",
+    responses=_TRANSFER_ERRORS,
+)
+async def transfer_from_wallet(
+    wallet_number: Annotated[str, Path(max_length=32)],
+    body: TransferCreate,
+    principal: TransferWriter,
+    session: Session,
+    settings: AppSettings,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Envelope[TransferAccepted]:
+    return await _transfer(
+        body, principal, session, settings, response, idempotency_key, wallet_number
+    )
+
+
+@router.get(
+    "/wallet/transfer/{reference}/status",
+    summary="A transfer's status; `Prefer: wait=N` waits for a final state",
+    responses=error_responses(401, 403, 404, 422, 429),
+)
+async def transfer_status(
+    reference: Annotated[str, Path(max_length=64)],
+    principal: Reader,
+    session: Session,
+    database: DatabaseDependency,
+    response: Response,
+    prefer: PreferHeader = None,
+) -> Envelope[TransferStatusOut]:
+    view = await status.get_status(session, principal.user_id, reference)
+    wait_seconds = status.requested_wait_seconds(prefer)
+    if wait_seconds and not view.is_final:
+        # End the request's transaction first: the wait holds no transaction or connection.
+        await session.commit()
+        view = await status.wait_for_settlement(
+            database, principal.user_id, reference, wait_seconds
+        )
+    if wait_seconds is not None:
+        response.headers["Preference-Applied"] = f"wait={wait_seconds}"
+    return Envelope(message=f"Transfer {view.status}", data=TransferStatusOut.of(view))
