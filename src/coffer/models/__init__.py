@@ -1,7 +1,16 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
 from coffer.models.base import Base
-from coffer.models.identity import AuthSession, RefreshToken
+from coffer.models.identity import (
+    AuthSession,
+    CodePurpose,
+    OAuthState,
+    OneTimeCode,
+    RecoveryCode,
+    RefreshToken,
+    TotpCredential,
+    UserIdentity,
+)
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
 from coffer.models.outbox import OutboxJob, OutboxStatus
 from coffer.models.transfer import Transfer, TransferStatus
@@ -17,19 +26,25 @@ from coffer.models.wallet import (
 __all__ = [
     "AuthSession",
     "Base",
+    "CodePurpose",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
+    "OAuthState",
+    "OneTimeCode",
     "OutboxJob",
     "OutboxStatus",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
+    "TotpCredential",
     "Transaction",
     "TransactionStatus",
     "TransactionType",
     "Transfer",
     "TransferStatus",
     "User",
+    "UserIdentity",
     "Wallet",
     "WalletStatus",
 ]
