@@ -78,9 +78,9 @@ def _new_recovery_code() -> str:
 
 
 def _qr_svg(uri: str) -> str:
-    buffer = io.StringIO()
+    buffer = io.BytesIO()
     segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
-    return buffer.getvalue()
+    return buffer.getvalue().decode()
 
 
 async def _credential(session: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
