@@ -199,7 +199,12 @@ async def finish(
         claims = await client.parse_id_token(
             token,
             nonce=nonce,
-            claims_options={"iss": {"essential": True, "values": _allowed_issuers(settings)}},
+            # authlib checks `aud` only when told to (otherwise only through `azp`): a token
+            # issued to another client must never sign anyone in here.
+            claims_options={
+                "iss": {"essential": True, "values": _allowed_issuers(settings)},
+                "aud": {"essential": True, "values": [client.client_id]},
+            },
             leeway=ID_TOKEN_LEEWAY_SECONDS,
         )
     except httpx.HTTPError as failure:
