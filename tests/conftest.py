@@ -15,4 +15,10 @@ os.environ.setdefault("COFFER_PASSWORD_HASH_MEMORY_KIB", "1024")
 os.environ.setdefault("COFFER_PASSWORD_HASH_ITERATIONS", "1")
 os.environ.setdefault("COFFER_LOG_JSON", "true")
 
-pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.fx", "tests.fixtures.http"]
+pytest_plugins = [
+    "tests.fixtures.databases",
+    "tests.fixtures.fx",
+    "tests.fixtures.http",
+    "tests.fixtures.identity",
+    "tests.fixtures.oidc",
+]

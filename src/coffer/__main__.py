@@ -16,7 +16,7 @@ from coffer.errors import AppError
 from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
-from coffer.identity.service import create_user
+from coffer.identity.service import create_user, set_active
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
@@ -107,7 +107,8 @@ def users_create(
     name: Annotated[str | None, typer.Option(help="Full name: first and last.")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
 ) -> None:
-    """Create an active user with a primary wallet; prints the user id and wallet number."""
+    """Create an active, verified user with a primary wallet; prints the user id and wallet
+    number."""
     first, _, last = (name or "").strip().partition(" ")
 
     async def work(database: Database, settings: Settings) -> tuple[str, str]:
@@ -121,11 +122,26 @@ def users_create(
                 last_name=last.strip() or None,
                 role=Role.ADMIN if admin else Role.USER,
                 currency=settings.default_currency,
+                settings=settings,
             )
         return str(created.user.id), created.primary_wallet.number
 
     user_id, wallet_number = _run(work)
     typer.echo(f"user_id={user_id} wallet_number={wallet_number}")
+
+
+@users_app.command("reactivate")
+def users_reactivate(
+    email: Annotated[str, typer.Option(help="Email address of the deactivated user.")],
+) -> None:
+    """Let a deactivated user sign in again (their old sessions stay ended)."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            user = await set_active(session, email, active=True)
+        return str(user.id)
+
+    typer.echo(f"user_id={_run(work)} active")
 
 
 def _adjust(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from coffer.apikeys.endpoints import router as apikeys_router
 from coffer.fx.endpoints import router as fx_router
+from coffer.identity.endpoints import auth_router, me_router
 from coffer.transfers.endpoints import router as transfers_router
 from coffer.wallets.endpoints import wallet_router, wallets_router
 
@@ -19,4 +20,6 @@ def api_router() -> APIRouter:
     router.include_router(wallet_router)
     router.include_router(wallets_router)
     router.include_router(transfers_router)
+    router.include_router(auth_router)
+    router.include_router(me_router)
     return router

@@ -12,6 +12,15 @@ from typing import TextIO, cast
 
 import structlog
 
+_CHATTY_LIBRARIES = (
+    "aiosqlite",
+    "asyncpg",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "httpx",
+    "httpcore",
+)
+
 
 class _CurrentStderr:
     """Writes to whatever `sys.stderr` is at the time of the write, not at configuration: a
@@ -40,3 +49,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    # These libraries log SQL parameters or HTTP details (password hashes, token hashes, codes
+    # in URLs) at debug and info level: they stay at warnings whatever COFFER_LOG_LEVEL says.
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -76,6 +77,42 @@ class Settings(BaseSettings):
     jwt_keys: dict[str, SecretStr] = Field(default_factory=dict)
     """Signing keys by `kid`, e.g. {"2026-11": "..."}; the newest-sorting kid signs, all verify.
     Empty: one key derived from COFFER_SECRET_KEY."""
+    data_encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """AES-GCM keys for secrets at rest (TOTP secrets), by id; the newest-sorting id encrypts,
+    all decrypt. Each value is hashed to 256 bits. Empty: one key derived from
+    COFFER_SECRET_KEY."""
+    verification_code_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
+    verification_code_max_attempts: int = Field(default=5, ge=1, le=20)
+    """Wrong guesses after which a sign-up or reset code is dead (a new one must be sent)."""
+    two_factor_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    """How long the password step of a 2FA login stays good for the code step."""
+    login_rate_limit_per_account: str = "10/minute"
+    """`limits` notation. Password attempts (login, password change, deactivate) per account."""
+    login_rate_limit_per_ip: str = "60/minute"
+    code_rate_limit_per_account: str = "10/minute"
+    """Attempts at 6-digit and TOTP codes (verify, reset confirm, 2FA) per account."""
+    code_rate_limit_per_ip: str = "60/minute"
+    email_rate_limit_per_account: str = "5/hour"
+    """Code emails (sign-up, resend, password reset) per address, so nobody is mail-bombed."""
+    email_rate_limit_per_ip: str = "30/hour"
+    google_client_id: str | None = None
+    """Unset: Google sign-in answers 404 `provider_not_configured`."""
+    google_client_secret: SecretStr | None = None
+    google_redirect_uri: str | None = None
+    """Registered with Google, e.g. https://wallet.example.com/api/v1/auth/google/callback."""
+    google_issuer: str = "https://accounts.google.com"
+    """Discovered through `<issuer>/.well-known/openid-configuration`."""
+    google_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    oauth_state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    """How long a user may take at the provider between `/auth/google` and the callback."""
+    # Email (the identity codes are its first users)
+    smtp_url: SecretStr | None = None
+    """`smtp://[user:password@]host:port` (or `smtps://` for implicit TLS). Unset: emails are
+    printed to standard output, so `make run` works offline."""
+    smtp_starttls: bool = False
+    """Upgrade an `smtp://` connection with STARTTLS before sending credentials or mail."""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    email_from: str = "coffer <no-reply@coffer.localhost>"
 
     # API keys, wallets, FX (issue 4)
     fx_provider: FxProviderName = FxProviderName.FIXED
@@ -169,6 +206,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator(
+        "login_rate_limit_per_account",
+        "login_rate_limit_per_ip",
+        "code_rate_limit_per_account",
+        "code_rate_limit_per_ip",
+        "email_rate_limit_per_account",
+        "email_rate_limit_per_ip",
+    )
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        limits.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _google_needs_its_whole_configuration(self) -> Self:
+        if self.google_client_id and not (self.google_client_secret and self.google_redirect_uri):
+            raise ValueError(
+                "COFFER_GOOGLE_CLIENT_ID needs COFFER_GOOGLE_CLIENT_SECRET and "
+                "COFFER_GOOGLE_REDIRECT_URI"
+            )
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Self:
         # A known secret signs tokens anyone can forge, so production must bring its own.
@@ -179,6 +238,10 @@ class Settings(BaseSettings):
                     "COFFER_SECRET_KEY must be set to a random value of at least 32 characters "
                     "in production"
                 )
+            # Without SMTP, sign-up and reset codes would be printed where log readers see them
+            # and no user would ever receive one.
+            if self.smtp_url is None:
+                raise ValueError("COFFER_SMTP_URL must be set in production")
         return self
 
 

@@ -1,1 +1,1 @@
-"""Identity: users, passwords and (later) sessions, codes, TOTP and Google sign-in."""
+"""Identity: users, sign-up codes, passwords, sessions and tokens, TOTP and Google sign-in."""

@@ -3,7 +3,16 @@
 from coffer.models.apikey import ApiKey, IdempotencyRecord
 from coffer.models.base import Base
 from coffer.models.fx import FxFixedRate, FxQuote, FxRate
-from coffer.models.identity import AuthSession, RefreshToken
+from coffer.models.identity import (
+    AuthSession,
+    CodePurpose,
+    OAuthState,
+    OneTimeCode,
+    RecoveryCode,
+    RefreshToken,
+    TotpCredential,
+    UserIdentity,
+)
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
 from coffer.models.limit import DailyLimitUsage
 from coffer.models.outbox import OutboxJob, OutboxStatus
@@ -21,6 +30,7 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "Base",
+    "CodePurpose",
     "DailyLimitUsage",
     "FxFixedRate",
     "FxQuote",
@@ -29,16 +39,21 @@ __all__ = [
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
+    "OAuthState",
+    "OneTimeCode",
     "OutboxJob",
     "OutboxStatus",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
+    "TotpCredential",
     "Transaction",
     "TransactionStatus",
     "TransactionType",
     "Transfer",
     "TransferStatus",
     "User",
+    "UserIdentity",
     "Wallet",
     "WalletStatus",
 ]

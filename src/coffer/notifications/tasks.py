@@ -1,5 +1,5 @@
-"""Jobs that publish settled events. Today they go to the structured log; email, websocket
-and outbound-webhook delivery subscribe here as they arrive."""
+"""Notification jobs: delivering queued email, and publishing settled events (to the
+structured log today; websocket and outbound-webhook delivery subscribe here as they arrive)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import structlog
 
 from coffer.db import Database
 from coffer.jobs.registry import job
+from coffer.notifications.email import SEND_EMAIL_JOB, open_payload, sender_for
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -25,3 +26,12 @@ async def publish_transfers_settled(
             status=transfer.get("status"),
             failure_reason=transfer.get("failure_reason"),
         )
+
+
+@job(SEND_EMAIL_JOB)
+async def send_email(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    """Deliver one queued email. A failure leaves the job to be retried with backoff; a retry
+    after a lost acknowledgement may deliver twice, which beats never."""
+    message = open_payload(settings, payload)
+    await sender_for(settings).send(message)
+    log.info("email.sent", kind=payload.get("kind"))

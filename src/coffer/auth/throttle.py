@@ -1,0 +1,100 @@
+"""Throttling of guessable endpoints (passwords, codes, code emails) with the `limits` library.
+
+Each action has a limit per account and per client IP, in a moving window, kept in memory or,
+when COFFER_REDIS_URL is set, in Redis so every API process shares the count. Accounts are
+keyed by a keyed hash of the identifier (no emails in Redis). A refused attempt answers 429 with
+`Retry-After`. If Redis is down the throttle lets requests through rather than lock everyone out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from enum import StrEnum
+
+import structlog
+from fastapi import Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.exceptions import HTTPException
+
+from coffer.identity.crypto import keyed_hash
+from coffer.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Action(StrEnum):
+    LOGIN = "login"
+    """Anything that checks a password."""
+    CODE = "code"
+    """Anything that checks a 6-digit, TOTP or recovery code."""
+    EMAIL = "email"
+    """Anything that emails a code."""
+
+
+class Throttle:
+    def __init__(self, settings: Settings, *, key_prefix: str = "coffer") -> None:
+        self.settings = settings
+        storage: Storage
+        if settings.redis_url:
+            storage = RedisStorage(
+                f"async+{settings.redis_url}", implementation="redispy", key_prefix=key_prefix
+            )
+        else:
+            storage = MemoryStorage()
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.limits: dict[Action, tuple[RateLimitItem, RateLimitItem]] = {
+            Action.LOGIN: (
+                parse(settings.login_rate_limit_per_account),
+                parse(settings.login_rate_limit_per_ip),
+            ),
+            Action.CODE: (
+                parse(settings.code_rate_limit_per_account),
+                parse(settings.code_rate_limit_per_ip),
+            ),
+            Action.EMAIL: (
+                parse(settings.email_rate_limit_per_account),
+                parse(settings.email_rate_limit_per_ip),
+            ),
+        }
+
+    async def _hit(self, item: RateLimitItem, action: Action, scope: str, key: str) -> None:
+        try:
+            if await self.limiter.hit(item, action, scope, key):
+                return
+            stats = await self.limiter.get_window_stats(item, action, scope, key)
+        except Exception as error:  # a storage outage must not become a 500
+            log.error("throttle.storage_unavailable", error_type=type(error).__name__)
+            return
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        log.info("throttle.refused", action=action, scope=scope)
+        raise HTTPException(
+            status_code=429,
+            detail="Too many attempts; try again later",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def check(self, action: Action, *, account: str | None, ip: str | None) -> None:
+        """Count one attempt; raises 429 when the IP or the account has used up its window."""
+        per_account, per_ip = self.limits[action]
+        if ip:
+            await self._hit(per_ip, action, "ip", ip)
+        if account:
+            hashed = keyed_hash(self.settings, "throttle", account.strip().lower())
+            await self._hit(per_account, action, "account", hashed)
+
+
+def get_throttle(request: Request) -> Throttle:
+    """The app's throttle, built on first use from the app's settings."""
+    state = request.app.state
+    throttle: Throttle | None = getattr(state, "throttle", None)
+    if throttle is None:
+        throttle = state.throttle = Throttle(state.settings)
+    return throttle
+
+
+async def throttle(request: Request, action: Action, *, account: str | None) -> None:
+    ip = request.client.host if request.client else None
+    await get_throttle(request).check(action, account=account, ip=ip)
