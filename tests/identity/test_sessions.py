@@ -245,3 +245,26 @@ async def test_a_deactivated_user_is_refused_everywhere_until_reactivated(api: A
     again = await api.login(address)
     assert await me_status(api, again["access_token"]) == (200, None)
     assert await me_status(api, data["access_token"]) == (401, "session_expired")
+
+
+async def test_deactivation_revokes_every_api_key_for_good(api: Api) -> None:
+    address = await api.sign_up()
+    data = await api.login(address)
+    created = await api.client.post(
+        "/keys/create",
+        headers=bearer(data["access_token"]),
+        json={"name": "bot", "permissions": ["read"], "expiry": "1D"},
+    )
+    assert created.status_code == 201
+    key = {"x-api-key": created.json()["data"]["api_key"]}
+    assert (await api.client.get("/wallet/balance", headers=key)).status_code == 200
+
+    response = await api.client.post(
+        "/me/deactivate", headers=bearer(data["access_token"]), json={"password": PASSWORD}
+    )
+    assert response.status_code == 200
+    async with api.app.state.database.transaction() as session:
+        await set_active(session, address, active=True)
+
+    refused = await api.client.get("/wallet/balance", headers=key)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "api_key_revoked")

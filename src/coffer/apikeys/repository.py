@@ -90,3 +90,11 @@ async def touch(
         .scalar_subquery()
     )
     await session.execute(update(ApiKey).where(ApiKey.id == stale).values(last_used_at=now))
+
+
+async def revoke_all_owned(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

@@ -159,6 +159,11 @@ async def revoke(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -
     return key
 
 
+async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Every key of the user stops working at once (the user deactivated their account)."""
+    await repository.revoke_all_owned(session, user_id, utcnow())
+
+
 async def list_keys(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[ApiKey], str | None]:

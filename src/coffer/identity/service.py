@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.apikeys import service as apikeys
 from coffer.auth.principal import AccountInactive
 from coffer.db import violates
 from coffer.errors import AppError, NotFound
@@ -558,12 +559,14 @@ async def update_profile(
 async def deactivate(
     session: AsyncSession, settings: Settings, user_id: uuid.UUID, password: str
 ) -> None:
-    """The user closes their own access: every session ends; only an admin can reopen it."""
+    """The user closes their own access: every session and API key ends; only an admin can
+    reopen the account (reactivation restores sign-in, not the revoked keys)."""
     user = await _user(session, user_id)
     await _confirm_password(session, settings, user, password)
     user.is_active = False
     await session.flush()
     await sessions.revoke_user_sessions(session, user.id, "deactivated")
+    await apikeys.revoke_all(session, user.id)
     log.info("auth.deactivated", user_id=str(user.id))
 
 
