@@ -55,9 +55,10 @@ CURRENCIES: Final[dict[str, Currency]] = {
 # The absolute ceiling, far inside BIGINT, so sums of many amounts cannot overflow.
 HARD_MAX_MINOR: Final = 10**15
 _MAX_TEXT_LENGTH: Final = 40
-# Digits, an optional fraction, an optional exponent: no spaces, underscores, NaN or Infinity,
-# all of which Decimal() would otherwise accept.
-_AMOUNT_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
+# ASCII digits, an optional fraction, an optional exponent: no spaces, underscores, NaN,
+# Infinity or non-ASCII digits (Arabic-Indic, full-width), all of which Decimal() would
+# otherwise accept.
+_AMOUNT_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 
 
 def get_currency(code: str) -> Currency:
