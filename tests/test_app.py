@@ -252,6 +252,6 @@ def test_production_settings_accept_a_long_random_secret() -> None:
     secret = secrets.token_urlsafe(30)
     assert len(secret) == 40
 
-    settings = Settings(env="production", secret_key=secret)
+    settings = Settings(env="production", secret_key=secret, smtp_url="smtp://127.0.0.1:25")
 
     assert settings.secret_key.get_secret_value() == secret
