@@ -173,14 +173,20 @@ def _adjust(
     typer.echo(_run(work))
 
 
+WalletNumberOption = Annotated[str, typer.Option("--wallet", help="13-digit wallet number.")]
+AmountOption = Annotated[str, typer.Option(help='Amount in major units, e.g. "10.00".')]
+ReasonOption = Annotated[str, typer.Option(help="Why; kept in the entry's metadata.")]
+ReferenceOption = Annotated[
+    str | None, typer.Option(help="Idempotency reference: repeating it applies once.")
+]
+
+
 @wallets_app.command("credit")
 def wallets_credit(
-    wallet: Annotated[str, typer.Option(help="13-digit wallet number.")],
-    amount: Annotated[str, typer.Option(help='Amount in major units, e.g. "10.00".')],
-    reason: Annotated[str, typer.Option(help="Why; kept in the entry's metadata.")],
-    reference: Annotated[
-        str | None, typer.Option(help="Idempotency reference: repeating it applies once.")
-    ] = None,
+    wallet: WalletNumberOption,
+    amount: AmountOption,
+    reason: ReasonOption,
+    reference: ReferenceOption = None,
 ) -> None:
     """Credit a wallet from system:adjustments:<ccy>."""
     _adjust(wallet, amount, reason, reference, credit=True)
@@ -188,12 +194,10 @@ def wallets_credit(
 
 @wallets_app.command("debit")
 def wallets_debit(
-    wallet: Annotated[str, typer.Option(help="13-digit wallet number.")],
-    amount: Annotated[str, typer.Option(help='Amount in major units, e.g. "10.00".')],
-    reason: Annotated[str, typer.Option(help="Why; kept in the entry's metadata.")],
-    reference: Annotated[
-        str | None, typer.Option(help="Idempotency reference: repeating it applies once.")
-    ] = None,
+    wallet: WalletNumberOption,
+    amount: AmountOption,
+    reason: ReasonOption,
+    reference: ReferenceOption = None,
 ) -> None:
     """Debit a wallet into system:adjustments:<ccy>; refused if the balance cannot cover it."""
     _adjust(wallet, amount, reason, reference, credit=False)

@@ -36,6 +36,7 @@ from coffer.errors import AppError, ValidationFailed
 from coffer.fx import repository as fx_repository
 from coffer.fx import service as fx
 from coffer.fx.conversion import Conversion, convert
+from coffer.idempotency.service import IdempotencyKeyInUse, IdempotencyKeyReused
 from coffer.identity.service import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
 from coffer.jobs.outbox import enqueue
 from coffer.kit.clock import utcnow
@@ -113,18 +114,6 @@ class CurrencyMismatch(AppError):
     code = "currency_mismatch"
     http_status = 422
     default_message = "The recipient's wallet is in another currency"
-
-
-class IdempotencyKeyReused(AppError):
-    code = "idempotency_key_reused"
-    http_status = 422
-    default_message = "This idempotency key was already used for a different request"
-
-
-class IdempotencyKeyInUse(AppError):
-    code = "idempotency_key_in_use"
-    http_status = 409
-    default_message = "A request with this idempotency key is still being processed"
 
 
 class RecipientKind(StrEnum):
