@@ -108,8 +108,12 @@ async def test_parallel_requests_cannot_squeeze_past_the_daily_limit(
         )
         assert used == 33 * 300
         assert await balance_minor(session, sender.primary_wallet) == 100_000 - 33 * 300
-        assert await balance_minor(session, dollars.primary_wallet) == 17 * 300
-        assert await balance_minor(session, naira.primary_wallet) == 16 * 300 * 1500
+        # Which 33 requests win the race is up to the database, so split by where they went.
+        to_dollars, rest = divmod(await balance_minor(session, dollars.primary_wallet), 300)
+        to_naira, rest_naira = divmod(
+            await balance_minor(session, naira.primary_wallet), 300 * 1500
+        )
+        assert (to_dollars + to_naira, rest, rest_naira) == (33, 0, 0)
         await assert_ledger_sound(session)
 
 
