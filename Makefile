@@ -11,12 +11,12 @@ UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
 SYNCED := $(VENV)/.synced
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: help run test lint fmt typecheck lock migrate worker bench clean
+.PHONY: help run test lint fmt typecheck lock migrate worker bench bench-http clean
 
 help:
 	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
 	@echo "make test   lint, type-check and run every test"
-	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | clean"
+	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | clean"
 
 .bootstrap/bin/uv: requirements/bootstrap.lock
 	$(PYTHON) -m venv .bootstrap
@@ -54,6 +54,9 @@ test: lint typecheck
 
 bench: $(SYNCED)
 	$(BIN)/python bench/ledger_throughput.py
+
+bench-http: $(SYNCED)
+	$(BIN)/python bench/http_transfers.py $(BENCH_ARGS)
 
 lock: | $(UV)
 	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock

@@ -59,6 +59,9 @@ def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
         raise typer.Exit(1) from error
 
 
+WORKER_HEALTHCHECK_TIMEOUT_SECONDS = 60
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -77,6 +80,9 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # A worker still importing on a busy machine misses uvicorn's 5 s ping and is killed
+        # and respawned, over and over: give startup and a loaded event loop time to answer.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_SECONDS,
     )
 
 

@@ -20,6 +20,7 @@ from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
 from coffer.migrate import head_revision
 from coffer.settings import Settings, WorkerMode, get_settings
+from coffer.transfers.batcher import TransferBatcher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,12 +32,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url, pool_size=settings.database_pool_size)
         app.state.database = database
+        # Made here, inside the running loop; None when batching is off.
+        batcher = (
+            TransferBatcher(database, settings) if settings.transfer_accept_window_ms else None
+        )
+        app.state.transfer_batcher = batcher
         runner_task: asyncio.Task[None] | None = None
         if settings.worker_mode is WorkerMode.EMBEDDED:
             runner_task = asyncio.create_task(JobRunner(database, settings).run_forever())
         try:
             yield
         finally:
+            if batcher is not None:
+                # Store what is waiting before the database goes away.
+                await batcher.close()
             if runner_task is not None:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     job_max_attempts: int = Field(default=10, ge=1, le=100)
 
+    # Transfer intake batching (DESIGN.md §11)
+    transfer_accept_window_ms: float = Field(default=2.0, ge=0, le=60_000)
+    """How long a transfer request arriving at an idle API process waits for others to share
+    its transaction (requests arriving while a batch is being stored wait for that one
+    instead). 0 turns batching off: each request is stored in its own transaction."""
+    transfer_accept_max_batch: int = Field(default=256, ge=1, le=5000)
+    """Requests stored in one transaction at most; a full batch goes without waiting."""
+
     @field_validator("supported_currencies", mode="before")
     @classmethod
     def _split_currencies(cls, value: Any) -> Any:

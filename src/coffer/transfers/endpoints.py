@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.auth.principal import Principal, Reader, TransferWriter
@@ -21,6 +21,7 @@ from coffer.models import TransferStatus
 from coffer.schemas import Envelope
 from coffer.settings import Settings
 from coffer.transfers import status
+from coffer.transfers.batcher import TransferBatcher
 from coffer.transfers.schemas import TransferAccepted, TransferCreate, TransferStatusOut
 from coffer.transfers.service import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -47,14 +48,32 @@ PreferHeader = Annotated[
 _TRANSFER_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429)
 
 
+def get_transfer_batcher(request: Request) -> TransferBatcher | None:
+    """The app's intake batcher; None when batching is off (COFFER_TRANSFER_ACCEPT_WINDOW_MS=0)."""
+    batcher: TransferBatcher | None = request.app.state.transfer_batcher
+    return batcher
+
+
+Batcher = Annotated[TransferBatcher | None, Depends(get_transfer_batcher)]
+
+
 async def accept_transfer(
-    session: AsyncSession, settings: Settings, request: TransferRequest
+    session: AsyncSession,
+    settings: Settings,
+    batcher: TransferBatcher | None,
+    request: TransferRequest,
 ) -> AcceptedTransfer:
-    """Store one transfer request (a list of one: a batching layer can gather concurrent
-    requests here and store them together, DESIGN.md §11)."""
-    (outcome,) = await create_transfers(
-        session, [request], max_amount_minor=settings.max_amount_minor, settings=settings
-    )
+    """Store one transfer request: with concurrent ones in one transaction through the batcher
+    (DESIGN.md §11), or, with batching off, in the request's own unit of work."""
+    if batcher is None:
+        (outcome,) = await create_transfers(
+            session, [request], max_amount_minor=settings.max_amount_minor, settings=settings
+        )
+    else:
+        # End the request's own unit of work (authentication) before waiting: the wait must
+        # hold neither a pooled connection nor SQLite's write lock, which the batch needs.
+        await session.commit()
+        outcome = await batcher.submit(request)
     if isinstance(outcome, AppError):
         raise outcome
     return outcome
@@ -65,6 +84,7 @@ async def _transfer(
     principal: Principal,
     session: AsyncSession,
     settings: Settings,
+    batcher: TransferBatcher | None,
     response: Response,
     header_key: str | None,
     sender_wallet_number: str | None,
@@ -75,6 +95,7 @@ async def _transfer(
     accepted = await accept_transfer(
         session,
         settings,
+        batcher,
         TransferRequest(
             sender_user_id=principal.user_id,
             recipient_kind=kind,
@@ -120,10 +141,13 @@ async def transfer_from_primary(
     principal: TransferWriter,
     session: Session,
     settings: AppSettings,
+    batcher: Batcher,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Envelope[TransferAccepted]:
-    return await _transfer(body, principal, session, settings, response, idempotency_key, None)
+    return await _transfer(
+        body, principal, session, settings, batcher, response, idempotency_key, None
+    )
 
 
 @router.post(
@@ -138,11 +162,12 @@ async def transfer_from_wallet(
     principal: TransferWriter,
     session: Session,
     settings: AppSettings,
+    batcher: Batcher,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Envelope[TransferAccepted]:
     return await _transfer(
-        body, principal, session, settings, response, idempotency_key, wallet_number
+        body, principal, session, settings, batcher, response, idempotency_key, wallet_number
     )
 
 
