@@ -81,7 +81,12 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                # No route takes a NUL, and PostgreSQL text cannot hold one: refuse it here.
+                refusal = error_response(400, "bad_request", "NUL characters are not allowed")
+                await refusal(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception as error:
             log.error(
                 "http.unhandled_error",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
@@ -172,11 +172,12 @@ async def list_keys(
     if cursor is not None:
         created_at, key_id = decode_cursor(cursor, str, str)
         try:
-            before = (datetime.fromisoformat(created_at), uuid.UUID(key_id))
-        except ValueError as exc:
+            moment = datetime.fromisoformat(created_at)
+            if moment.tzinfo is None:
+                raise InvalidCursor()
+            before = (moment.astimezone(UTC), uuid.UUID(key_id))
+        except (ValueError, OverflowError) as exc:
             raise InvalidCursor() from exc
-        if before[0].tzinfo is None:
-            raise InvalidCursor()
     keys = await repository.list_owned(session, user_id, limit=limit + 1, before=before)
     if len(keys) <= limit:
         return keys, None

@@ -37,6 +37,8 @@ def decode_cursor(cursor: str, *types: type[str] | type[int]) -> tuple[Any, ...]
         not isinstance(position, list)
         or len(position) != len(types)
         or not all(type(value) is kind for value, kind in zip(position, types, strict=True))
+        # Ids are BIGINT: anything outside would fail in the database, not here.
+        or any(type(value) is int and not 0 < value < 2**63 for value in position)
     ):
         raise InvalidCursor()
     return tuple(position)

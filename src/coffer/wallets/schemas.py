@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from coffer.errors import ValidationFailed
 from coffer.kit.money import Money, format_minor, get_currency
 from coffer.models import Transaction, TransactionStatus, TransactionType, Wallet, WalletStatus
 from coffer.schemas import AmountOutput, RequestSchema, Schema, UtcDateTime
@@ -97,7 +98,13 @@ class TransactionPage(Schema):
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    """A query's time without a zone is read as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """A query's time in UTC (without a zone it is read as UTC); a time that has no UTC
+    equivalent (year 1 at +01:00) is refused rather than overflowing later."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValidationFailed("The time is out of range") from exc
