@@ -38,6 +38,18 @@ async def test_logins_are_throttled_per_account(make_api: MakeApi) -> None:
         assert (await login(api, new_email()))[0] == 401
 
 
+async def test_spelling_variants_of_one_address_share_a_window(make_api: MakeApi) -> None:
+    async with make_api(login_rate_limit_per_account="3/minute") as api:
+        address = await api.sign_up()
+        local, domain = address.split("@")
+        # Full-width letters normalise to the same address (NFKC), so they are one account.
+        full_width_domain = domain.replace("e", "\uff45")
+        variants = [address, f"{local}@{domain.upper()}", f"{local}@{full_width_domain}"]
+        for variant in variants:
+            assert (await login(api, variant))[0] == 401
+        assert (await login(api, address, PASSWORD))[0] == 429
+
+
 async def test_logins_are_throttled_per_ip_across_accounts(make_api: MakeApi) -> None:
     async with make_api(login_rate_limit_per_ip="4/minute", client_ip="203.0.113.7") as api:
         for _ in range(4):

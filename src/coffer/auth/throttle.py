@@ -19,7 +19,9 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException
 
+from coffer.errors import AppError
 from coffer.identity.crypto import keyed_hash
+from coffer.identity.service import normalize_email, normalize_phone
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -82,8 +84,19 @@ class Throttle:
         if ip:
             await self._hit(per_ip, action, "ip", ip)
         if account:
-            hashed = keyed_hash(self.settings, "throttle", account.strip().lower())
+            hashed = keyed_hash(self.settings, "throttle", canonical_account(account))
             await self._hit(per_account, action, "account", hashed)
+
+
+def canonical_account(account: str) -> str:
+    """The form the account is stored in, so spelling variants of one email or phone number
+    (full-width letters, spaces, dashes) share one throttle window."""
+    try:
+        if "@" in account:
+            return normalize_email(account)
+        return normalize_phone(account)
+    except AppError:
+        return account.strip().lower()
 
 
 def get_throttle(request: Request) -> Throttle:
