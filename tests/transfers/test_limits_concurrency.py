@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from coffer.db import Database
 from coffer.errors import AppError
@@ -148,3 +148,38 @@ async def test_parallel_requests_beyond_the_balance_fail_and_give_their_allowanc
             completed_to_naira * 300 * 1500
         )
         await assert_ledger_sound(session)
+
+
+async def _wait_until_blocked_on_a_lock(database: Database) -> None:
+    """Until another session of this database waits for a row lock (bounded, no sleeps as
+    guesses: it polls the server's own view of who is waiting)."""
+    for _ in range(500):
+        async with database.transaction() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the retry never waited for the original's lock")
+
+
+async def test_a_retry_while_the_original_is_in_flight_is_answered_as_its_replay(
+    database: Database,
+) -> None:
+    settings = Settings()  # 100.00 USD a day: the original's 60.00 leaves no room for another
+    sender, dollars, _ = await three_wallets(database, 100_000)
+    request = request_to(sender, dollars.primary_wallet.number, "60.00", idempotency_key="retry-1")
+    async with database.sessionmaker() as original, original.begin():
+        (first,) = await transfers.create_transfers(original, [request], settings=settings)
+        retry = asyncio.create_task(race(database, [request], settings))
+        await _wait_until_blocked_on_a_lock(database)
+    (second,) = await retry
+
+    assert isinstance(first, AcceptedTransfer)
+    assert isinstance(second, AcceptedTransfer), second
+    assert second.reference == first.reference
+    assert second.replayed

@@ -468,12 +468,34 @@ async def _consume_limits(
     claimed = [(c, c.allowance) for c in candidates if c.allowance is not None]
     granted = await limits.consume(session, [allowance for _, allowance in claimed])
     within: list[_Candidate] = []
+    refused: list[_Candidate] = []
     for (candidate, (claim, limit_minor)), fits in zip(claimed, granted, strict=True):
         if fits:
             within.append(candidate)
         else:
             outcomes[candidate.index] = limits.exceeded(claim, limit_minor)
+            refused.append(candidate)
+    await _replay_retries_of_committed(session, refused, outcomes)
     return within
+
+
+async def _replay_retries_of_committed(
+    session: AsyncSession, refused: list[_Candidate], outcomes: list[TransferOutcome | None]
+) -> None:
+    """A retry that arrived while its original was in flight waited on the usage row and
+    found the allowance spent by that very original: answer it as the replay it is."""
+    keyed = [c for c in refused if c.request.idempotency_key is not None]
+    if not keyed:
+        return
+    stored = await repository.find_by_idempotency_keys(
+        session, [(c.request.sender_user_id, c.request.idempotency_key or "") for c in keyed]
+    )
+    for candidate in keyed:
+        original = stored.get(
+            (candidate.request.sender_user_id, candidate.request.idempotency_key or "")
+        )
+        if original is not None:
+            outcomes[candidate.index] = _replay(original, candidate.fingerprint)
 
 
 async def _answer_replays(
