@@ -44,7 +44,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import httpx
 from sqlalchemy import text
@@ -60,17 +59,16 @@ from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
 from coffer.wallets import service as wallets
 from ledger_throughput import (
+    SERVER_URL,
     BenchDatabases,
     BenchmarkError,
     check_server,
     progress,
     run_pgbench,
     run_pool,
+    terminate_on_signal,
 )
 
-SERVER_URL = os.environ.get(
-    "COFFER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 COFFER = str(Path(sys.executable).with_name("coffer"))
 CURRENCY = "NGN"
 FUNDING_MINOR = 10**10
@@ -547,14 +545,10 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     return config
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging("WARNING")
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_on_signal)
     server = make_url(SERVER_URL)
     databases = BenchDatabases(server)
     try:

@@ -623,7 +623,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     )
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
+def terminate_on_signal(signum: int, _frame: FrameType | None) -> None:
     # Outside the event loop: unwind normally, so the databases this run created are dropped.
     raise SystemExit(128 + signum)
 
@@ -631,7 +631,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging("WARNING")
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_on_signal)
     server = make_url(SERVER_URL)
     databases = BenchDatabases(server)
     load_before = os.getloadavg()[0]
@@ -645,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = asyncio.run(run_coffer(coffer_url, config))
         finally:
             # Closing the loop reset SIGTERM to the default; keep unwinding on it.
-            signal.signal(signal.SIGTERM, _terminate)
+            signal.signal(signal.SIGTERM, terminate_on_signal)
     except BenchmarkError as error:
         progress(f"benchmark failed: {error}")
         return 1
