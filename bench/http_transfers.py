@@ -52,17 +52,15 @@ from sqlalchemy.engine import URL, make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Sets cheap hashing and lifts the daily limit for this process before coffer reads settings.
 from coffer.db import Database
-from coffer.identity.service import create_user
-from coffer.kit.money import Money
 from coffer.ledger.verify import InvariantCheck, verify_ledger
 from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
-from coffer.wallets import service as wallets
 from ledger_throughput import (
     SERVER_URL,
     BenchDatabases,
     BenchmarkError,
     check_server,
+    make_bench_user,
     progress,
     run_pgbench,
     run_pool,
@@ -70,8 +68,6 @@ from ledger_throughput import (
 )
 
 COFFER = str(Path(sys.executable).with_name("coffer"))
-CURRENCY = "NGN"
-FUNDING_MINOR = 10**10
 PASSWORD = "bench-password-0123"  # noqa: S105 - throwaway users in a throwaway database
 BATCHING_WINDOW_MS = "2"
 POOL_SIZE = "8"
@@ -246,22 +242,7 @@ async def populate(url: URL, count: int) -> list[tuple[str, str]]:
     async def make(batch: int) -> None:
         async with database.transaction() as session:
             for _ in range(batch):
-                new = await create_user(
-                    session,
-                    email=f"bench-{uuid.uuid4().hex[:16]}@example.com",
-                    password=PASSWORD,
-                    currency=CURRENCY,
-                    first_name="Bench",
-                    last_name="User",
-                )
-                await wallets.adjust(
-                    session,
-                    new.primary_wallet,
-                    Money.of(FUNDING_MINOR, CURRENCY),
-                    reason="benchmark funding",
-                    credit=True,
-                    actor="bench",
-                )
+                new = await make_bench_user(session, funded=True, password=PASSWORD)
                 users.append((new.user.email, new.primary_wallet.number))
 
     try:

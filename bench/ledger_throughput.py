@@ -58,6 +58,7 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # coffer reads its settings once, on first use: make password hashing cheap and daily limits
 # out of the way (the benchmark measures throughput, not policy) before it loads.
@@ -70,7 +71,7 @@ os.environ.update(
 )
 
 from coffer.db import Database
-from coffer.identity.service import create_user
+from coffer.identity.service import NewUser, create_user
 from coffer.kit.money import Money
 from coffer.ledger.verify import InvariantCheck, verify_ledger
 from coffer.logging import configure_logging
@@ -295,6 +296,30 @@ async def run_pool(items: Sequence[T], workers: int, work: Callable[[T], Awaitab
             group.create_task(worker())
 
 
+async def make_bench_user(
+    session: AsyncSession, *, funded: bool, password: str | None = None
+) -> NewUser:
+    """A user made through the real services, funded from the adjustments account if asked."""
+    new = await create_user(
+        session,
+        email=f"bench-{uuid.uuid4().hex[:16]}@example.com",
+        password=password,
+        currency=CURRENCY,
+        first_name="Bench",
+        last_name="User",
+    )
+    if funded:
+        await wallets.adjust(
+            session,
+            new.primary_wallet,
+            Money.of(FUNDING_MINOR, CURRENCY),
+            reason="benchmark funding",
+            credit=True,
+            actor="bench",
+        )
+    return new
+
+
 async def populate(database: Database, config: Config) -> Population:
     """Users with funded primary wallets, made through the real services, and one hot wallet."""
     holders: list[Holder] = []
@@ -302,23 +327,7 @@ async def populate(database: Database, config: Config) -> Population:
     async def make_users(count: int, *, funded: bool) -> None:
         async with database.transaction() as session:
             for _ in range(count):
-                new = await create_user(
-                    session,
-                    email=f"bench-{uuid.uuid4().hex[:16]}@example.com",
-                    password=None,
-                    currency=CURRENCY,
-                    first_name="Bench",
-                    last_name="User",
-                )
-                if funded:
-                    await wallets.adjust(
-                        session,
-                        new.primary_wallet,
-                        Money.of(FUNDING_MINOR, CURRENCY),
-                        reason="benchmark funding",
-                        credit=True,
-                        actor="bench",
-                    )
+                new = await make_bench_user(session, funded=funded)
                 holders.append(Holder(new.user.id, new.primary_wallet.number))
 
     full, rest = divmod(config.wallets, SETUP_USERS_PER_TRANSACTION)
