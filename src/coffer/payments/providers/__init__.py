@@ -1,0 +1,1 @@
+"""Payment providers behind one protocol (`base.PaymentProvider`): sandbox, Paystack, Stripe."""
