@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 # uv from PATH when present, else a private copy installed from requirements/bootstrap.lock.
 UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
 SYNCED := $(VENV)/.synced
+# Tests run in parallel processes, each with databases of its own (tests/fixtures/databases.py);
+# most tests wait on PostgreSQL's fsync or a subprocess, so three workers beat two cores' worth.
+PYTEST_ARGS ?= -n 3
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
 .PHONY: help run test lint fmt typecheck lock migrate worker bench bench-http clean
