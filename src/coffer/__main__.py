@@ -70,6 +70,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API (migrating first when the database is SQLite)."""
     settings = get_settings()
+    # In the supervisor too, so a worker's death and its respawn are logged.
+    configure_logging(settings.log_level, json=settings.log_json)
     if settings.database_url.startswith("sqlite"):
         upgrade_to_head(settings.database_url)
     uvicorn.run(

@@ -7,13 +7,16 @@ and never commit, and the edge commits once. On SQLite every transaction starts 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
+import structlog
 from sqlalchemy import Row, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +24,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+log = structlog.get_logger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POOL_RESET_INTERVAL_SECONDS = 1.0
+"""At most one pool reset per interval, however many requests fail at once."""
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P", "53")
+"""Connection exceptions, operator intervention (shutdown, starting up), insufficient resources."""
 ResultRow: TypeAlias = Row[*tuple[Any, ...]]
 """A row of a Core query with any columns."""
 JOBS_ENQUEUED = "jobs_enqueued"
@@ -47,6 +56,41 @@ def violates(error: IntegrityError, *constraints: str) -> bool:
     """
     text = str(error.orig)
     return any(constraint in text for constraint in constraints)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """Why the database cannot be used right now (a restart, a refused or reset connection, a
+    full pool, SQLite's lock held past the busy timeout), or None when the error is anything
+    else: a refused statement or a bug, which stays a 500.
+
+    The reason names the failing cause and its SQLSTATE, never the statement or its
+    parameters (which may carry hashes or codes)."""
+    for cause in _causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
+            return f"{type(cause).__name__} (SQLSTATE {sqlstate})"
+        if isinstance(cause, OSError):
+            return f"{type(cause).__name__}: {cause.strerror or 'connection failed'}"
+        if isinstance(cause, PoolTimeout):
+            return "connection pool exhausted"
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return f"connection lost ({type(cause.orig).__name__})"
+        if type(cause).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and (
+            type(cause).__module__.startswith("asyncpg")
+        ):
+            return f"connection lost ({type(cause).__name__})"
+        if isinstance(cause, DBAPIError) and "database is locked" in str(cause.orig):
+            return "SQLite is locked by another writer"
+    return None
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -81,6 +125,7 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.jobs_committed_listeners: list[Callable[[], None]] = []
         """Called after a commit that enqueued jobs: the embedded runner wakes at once."""
+        self._last_pool_reset = 0.0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -91,6 +136,17 @@ class Database:
             if session.info.pop(JOBS_ENQUEUED, False):
                 for listener in self.jobs_committed_listeners:
                     listener()
+
+    async def reset_pool(self, reason: str) -> None:
+        """Drop every pooled connection after the database went away: a restarted server
+        leaves the pool full of dead connections, and each would fail one more request.
+        Pinging on every checkout would cost a round trip per request instead."""
+        now = time.monotonic()
+        if now - self._last_pool_reset < POOL_RESET_INTERVAL_SECONDS:
+            return
+        self._last_pool_reset = now
+        log.warning("db.pool_reset", reason=reason)
+        await self.engine.dispose()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coffer.db import Database
+from coffer.db import Database, unavailable_reason
 from coffer.errors import AppError, envelope, status_phrase
 from coffer.schemas import ErrorEnvelope
 from coffer.settings import Settings
@@ -26,6 +26,7 @@ from coffer.settings import Settings
 log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HTTP_ERROR_CODES = {
     400: "bad_request",
@@ -88,14 +89,33 @@ class RequestContextMiddleware:
             else:
                 await self.app(scope, receive, send_with_id)
         except Exception as error:
-            log.error(
-                "http.unhandled_error",
-                error_type=type(error).__name__,
-                method=scope.get("method"),
-                path=scope.get("path"),
-            )
-            if not response_started:
+            reason = unavailable_reason(error)
+            if reason is None:
+                log.error(
+                    "http.unhandled_error",
+                    error_type=type(error).__name__,
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                )
                 response = error_response(500, "internal_error", "Internal server error")
+            else:
+                # An outage, not a bug: the client may retry (with its Idempotency-Key).
+                log.warning(
+                    "http.database_unavailable",
+                    reason=reason,
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                )
+                database: Database | None = getattr(scope["app"].state, "database", None)
+                if database is not None:
+                    await database.reset_pool(reason)
+                response = error_response(
+                    503,
+                    "service_unavailable",
+                    "The database is not available; retry shortly",
+                    headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+                )
+            if not response_started:
                 await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")

@@ -33,6 +33,10 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _JsonLinesHandler(logging.StreamHandler[TextIO]):
+    """The one root handler coffer installs (configuring twice must not print lines twice)."""
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -48,7 +52,23 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    # The standard library's records (uvicorn's supervisor among them: a worker that died and
+    # its replacement) come out as the same JSON lines, through one handler of ours.
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if not any(isinstance(handler, _JsonLinesHandler) for handler in root.handlers):
+        handler = _JsonLinesHandler(cast(TextIO, _CurrentStderr()))
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processor=renderer,
+                foreign_pre_chain=[
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                ],
+            )
+        )
+        root.addHandler(handler)
     # These libraries log SQL parameters or HTTP details (password hashes, token hashes, codes
     # in URLs) at debug and info level: they stay at warnings whatever COFFER_LOG_LEVEL says.
     for name in _CHATTY_LIBRARIES:
