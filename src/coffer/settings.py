@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     # Payments
     payment_provider: str = "sandbox"
 
+    # Payment provider clients (issue 11): credentials, addresses, timeouts and retries
+    paystack_secret_key: SecretStr = SecretStr("")
+    """`sk_live_…` / `sk_test_…`: authenticates API calls and keys the webhook HMAC-SHA512."""
+    paystack_base_url: str = "https://api.paystack.co"
+    stripe_secret_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    """The endpoint's `whsec_…` signing secret (Stripe dashboard, Developers → Webhooks)."""
+    stripe_base_url: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    """A Stripe-Signature timestamp further than this from now, either way, is refused."""
+    provider_http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    provider_http_read_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    provider_http_max_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per provider call; only network errors, timeouts and 5xx are retried."""
+    provider_http_backoff_base_seconds: float = Field(default=0.5, ge=0, le=10)
+    """First retry waits about this long (half fixed, half jitter), doubling each time."""
+
     # Identity and sessions (issue 3)
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
@@ -250,6 +267,24 @@ class Settings(BaseSettings):
             # and no user would ever receive one.
             if self.smtp_url is None:
                 raise ValueError("COFFER_SMTP_URL must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_missing_provider_secrets_in_production(self) -> Self:
+        # An empty webhook secret would verify an empty signature (the providers refuse every
+        # delivery instead, so deposits would never complete): refuse to start in production.
+        if self.env is not Environment.PRODUCTION:
+            return self
+        required = {
+            "paystack": ("paystack_secret_key",),
+            "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
+        }.get(self.payment_provider, ())
+        for name in required:
+            if not getattr(self, name).get_secret_value():
+                raise ValueError(
+                    f"COFFER_{name.upper()} must be set in production with "
+                    f"COFFER_PAYMENT_PROVIDER={self.payment_provider}"
+                )
         return self
 
 
