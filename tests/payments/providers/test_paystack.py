@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from coffer.payments.providers.base import (
     ChargeStatus,
@@ -456,3 +457,22 @@ async def test_an_unaffordable_transfer_is_refused(
         await _start_payout(provider)
     with pytest.raises(UnknownProviderReference):
         await provider.verify_payout("wd_0000000000000001")
+
+
+async def test_neither_the_key_nor_an_authorization_code_reaches_the_logs(
+    paystack: PaystackDouble, provider: PaystackProvider
+) -> None:
+    paystack.faults.server_errors = 5
+    with capture_logs() as logs:
+        with pytest.raises(ProviderUnavailable):
+            await provider.charge_saved_card(
+                reference="dep-0002",
+                amount_minor=70_000,
+                currency="NGN",
+                email="ada@example.com",
+                authorization_code="AUTH_logged_nowhere",
+            )
+
+    assert [entry["event"] for entry in logs] == ["payments.provider.attempt_failed"] * 3
+    assert "AUTH_logged_nowhere" not in repr(logs)
+    assert paystack.secret_key not in repr(logs)
