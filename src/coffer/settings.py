@@ -68,6 +68,27 @@ class Settings(BaseSettings):
 
     # Payments
     payment_provider: str = "sandbox"
+    """The provider of every currency COFFER_PROVIDER_BY_CURRENCY does not name."""
+    provider_by_currency: dict[str, str] = Field(default_factory=dict)
+    """Per-currency providers, JSON: {"NGN": "paystack", "USD": "stripe"}."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where browsers reach coffer: the sandbox checkout page and the default deposit return
+    page are under it."""
+    sandbox_webhook_secret: SecretStr | None = None
+    """Signs the sandbox's webhooks (HMAC-SHA256). Unset: derived from COFFER_SECRET_KEY in
+    development and test; in production an unset secret refuses every sandbox webhook."""
+    sandbox_in_production: bool = False
+    """The sandbox moves no real money but credits real wallets: refused in production unless
+    this is true."""
+    deposit_reconcile_after_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    """A deposit still pending this long is checked with the provider (a lost webhook)."""
+    deposit_abandon_after_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    """A deposit the provider still calls pending this long is closed as abandoned."""
+    payout_reconcile_after_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    """A withdrawal in flight this long is checked with the provider."""
+    new_destination_cooldown_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """API keys may only withdraw to payout destinations older than this (a stolen key cannot
+    add an account and drain the wallet into it at once)."""
 
     # Payment provider clients (issue 11): credentials, addresses, timeouts and retries
     paystack_secret_key: SecretStr = SecretStr("")
@@ -98,6 +119,9 @@ class Settings(BaseSettings):
     """AES-GCM keys for secrets at rest (TOTP secrets), by id; the newest-sorting id encrypts,
     all decrypt. Each value is hashed to 256 bits. Empty: one key derived from
     COFFER_SECRET_KEY."""
+    encryption_key: SecretStr | None = None
+    """A single AES-GCM key (id `primary`), the simple form of COFFER_DATA_ENCRYPTION_KEYS;
+    both may be set (then `primary` is one of the keys)."""
     verification_code_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
     verification_code_max_attempts: int = Field(default=5, ge=1, le=20)
     """Wrong guesses after which a sign-up or reset code is dead (a new one must be sent)."""
@@ -243,6 +267,19 @@ class Settings(BaseSettings):
     def _rate_limit_parses(cls, value: str) -> str:
         limits.parse(value)
         return value
+
+    @field_validator("provider_by_currency")
+    @classmethod
+    def _upper_currency_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        upper = {code.upper(): name.strip().lower() for code, name in value.items()}
+        unknown = [code for code in upper if code not in CURRENCIES]
+        if unknown:
+            raise ValueError(f"COFFER_PROVIDER_BY_CURRENCY: unknown currencies {unknown}")
+        return upper
+
+    @property
+    def payment_providers_in_use(self) -> set[str]:
+        return {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
 
     @model_validator(mode="after")
     def _google_needs_its_whole_configuration(self) -> Self:
