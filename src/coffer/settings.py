@@ -315,13 +315,14 @@ class Settings(BaseSettings):
         required = {
             "paystack": ("paystack_secret_key",),
             "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
-        }.get(self.payment_provider, ())
-        for name in required:
-            if not getattr(self, name).get_secret_value():
-                raise ValueError(
-                    f"COFFER_{name.upper()} must be set in production with "
-                    f"COFFER_PAYMENT_PROVIDER={self.payment_provider}"
-                )
+        }
+        for provider in sorted(self.payment_providers_in_use):
+            for name in required.get(provider, ()):
+                if not getattr(self, name).get_secret_value():
+                    raise ValueError(
+                        f"COFFER_{name.upper()} must be set in production: {provider} serves "
+                        "a currency (COFFER_PAYMENT_PROVIDER / COFFER_PROVIDER_BY_CURRENCY)"
+                    )
         return self
 
 

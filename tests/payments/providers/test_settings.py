@@ -33,6 +33,16 @@ def test_production_refuses_a_provider_without_its_secrets(
         Settings(**PRODUCTION, payment_provider=provider, **given)
 
 
+def test_production_refuses_a_per_currency_provider_without_its_secrets() -> None:
+    with pytest.raises(ValidationError, match="COFFER_STRIPE_SECRET_KEY"):
+        Settings(
+            **PRODUCTION,
+            payment_provider="paystack",
+            paystack_secret_key="sk_live_x",
+            provider_by_currency={"USD": "stripe"},
+        )
+
+
 def test_production_starts_with_the_providers_secrets() -> None:
     paystack = Settings(**PRODUCTION, payment_provider="paystack", paystack_secret_key="sk_live_x")
     stripe = Settings(
