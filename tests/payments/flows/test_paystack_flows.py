@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from coffer.db import Database
 from coffer.payments.reconciliation import ReconcileReport
-from tests.fixtures.factories import assert_ledger_sound
 from tests.fixtures.http import API, Caller
 from tests.fixtures.paystack import PaystackDouble
+from tests.fixtures.provider_flows import (
+    balance,
+    deposit_status,
+    history,
+    ledger_is_sound,
+    start_deposit,
+)
 
 SignIn = Callable[..., Awaitable[Caller]]
-
-
-async def start_deposit(
-    client: httpx.AsyncClient, caller: Caller, amount: str = "5000.00", key: str = "dep-1"
-) -> dict[str, Any]:
-    response = await client.post(
-        f"{API}/wallet/deposit",
-        json={"amount": amount},
-        headers={**caller.headers, "Idempotency-Key": key},
-    )
-    assert response.status_code == 201, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
-
-
-async def balance(client: httpx.AsyncClient, caller: Caller) -> str:
-    response = await client.get(f"{API}/wallet/balance", headers=caller.headers)
-    return str(response.json()["data"]["balance"])
-
-
-async def deposit_status(client: httpx.AsyncClient, caller: Caller, reference: str) -> str:
-    response = await client.get(f"{API}/wallet/deposit/{reference}/status", headers=caller.headers)
-    assert response.status_code == 200, response.text
-    return str(response.json()["data"]["status"])
-
-
-async def history(client: httpx.AsyncClient, caller: Caller) -> list[tuple[str, str, str]]:
-    response = await client.get(f"{API}/wallet/transactions", headers=caller.headers)
-    return [
-        (row["type"], row["amount"], row["status"])
-        for row in response.json()["data"]["transactions"]
-    ]
-
-
-async def ledger_is_sound(database: Database) -> None:
-    async with database.transaction() as session:
-        await assert_ledger_sound(session)
 
 
 async def test_a_paystack_deposit_is_credited_by_its_webhook(
