@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -57,6 +58,22 @@ async def test_duplicate_and_replayed_deliveries_credit_once(
     assert [d.status_code for d in (first, second, replay)] == [200, 200, 200]
     assert await balance(client, caller) == "5000.00"
     assert await history(client, caller) == [("deposit", "5000.00", "success")]
+
+
+async def test_concurrent_copies_of_one_delivery_credit_once(
+    client: httpx.AsyncClient, sign_in: SignIn, paystack: PaystackDouble, app_database: Database
+) -> None:
+    caller = await sign_in()
+    reference = (await start_deposit(client, caller))["reference"]
+    paystack.webhook_faults.delayed = True
+    await paystack.pay(reference)
+    [held] = paystack.held
+
+    copies = await asyncio.gather(*(paystack.redeliver(held) for _ in range(6)))
+
+    assert [copy.status_code for copy in copies] == [200] * 6
+    assert await balance(client, caller) == "5000.00"
+    await ledger_is_sound(app_database)
 
 
 async def test_out_of_order_deliveries_credit_each_deposit_once(
