@@ -309,7 +309,11 @@ def print_report(
         f"p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms"
     )
     print("  CPU seconds     " + ", ".join(f"{who} {seconds:.1f}" for who, seconds in cpu.items()))
-    print(f"                  (generator {cpu['generator'] / result.wall_seconds:.0%} of one core)")
+    print(
+        f"                  (generator {cpu['generator'] / result.wall_seconds:.0%} of one core; "
+        f"API {cpu['api'] * 1000 / sent:.1f} ms CPU per delivery; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     for name, value in counts.items():
         print(f"  {name:<48} {value}")
     for check in checks:
