@@ -14,12 +14,12 @@ SYNCED := $(VENV)/.synced
 PYTEST_ARGS ?= -n 3
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: help run test lint fmt typecheck lock migrate worker bench bench-http clean
+.PHONY: help run test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks clean
 
 help:
 	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
 	@echo "make test   lint, type-check and run every test"
-	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | clean"
+	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | bench-webhooks | clean"
 
 .bootstrap/bin/uv: requirements/bootstrap.lock
 	$(PYTHON) -m venv .bootstrap
@@ -60,6 +60,9 @@ bench: $(SYNCED)
 
 bench-http: $(SYNCED)
 	$(BIN)/python bench/http_transfers.py $(BENCH_ARGS)
+
+bench-webhooks: $(SYNCED)
+	$(BIN)/python bench/webhook_intake.py $(BENCH_ARGS)
 
 lock: | $(UV)
 	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock

@@ -21,4 +21,6 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.identity",
     "tests.fixtures.oidc",
+    "tests.fixtures.paystack",
+    "tests.fixtures.stripe",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, TypeVar
@@ -17,6 +18,7 @@ from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
 from coffer.identity.service import create_user, set_active
+from coffer.identity.totp import reseal_secrets
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
@@ -24,6 +26,10 @@ from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
+from coffer.payments import repository as payments_repository
+from coffer.payments.providers.registry import providers_for
+from coffer.payments.reconciliation import reconcile
+from coffer.payments.rotation import reseal_batch
 from coffer.settings import FxProviderName, Settings, get_settings
 from coffer.wallets import service as wallets
 
@@ -32,10 +38,14 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
+payments_app = typer.Typer(help="Deposits and withdrawals in doubt.", no_args_is_help=True)
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
+app.add_typer(payments_app, name="payments")
+app.add_typer(keys_app, name="keys")
 
 T = TypeVar("T")
 
@@ -275,6 +285,59 @@ def fx_rates() -> None:
 
     for line in _run(work):
         typer.echo(line)
+
+
+@payments_app.command("reconcile")
+def payments_reconcile() -> None:
+    """Verify deposits and withdrawals in doubt with their provider now (one pass of the
+    payments.reconcile job)."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        report = await reconcile(database, settings, providers_for(database, settings))
+        return " ".join(f"{name}={value}" for name, value in asdict(report).items())
+
+    typer.echo(_run(work))
+
+
+@payments_app.command("review")
+def payments_review(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show.")] = 50,
+) -> None:
+    """List verified webhook events that need an operator (amount mismatch, unknown
+    reference, a payout that succeeded after its refund), newest first."""
+
+    async def work(database: Database, settings: Settings) -> list[str]:
+        async with database.transaction() as session:
+            rows = await payments_repository.inbox_for_review(session, limit)
+        return [
+            f"{r.received_at.isoformat()} {r.provider} {r.event_type} key={r.event_key} "
+            f"reason={r.reason}"
+            for r in rows
+        ]
+
+    lines = _run(work)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
+        typer.echo("nothing to review")
+
+
+@keys_app.command("rotate-encryption")
+def keys_rotate_encryption() -> None:
+    """Re-encrypt every encrypted column (TOTP secrets, saved cards, bank account numbers)
+    with the current data encryption key. Keep the old key configured until this finishes."""
+
+    async def work(database: Database, settings: Settings) -> int:
+        async with database.transaction() as session:
+            total = await reseal_secrets(session, settings)
+        while True:
+            async with database.transaction() as session:
+                changed = await reseal_batch(session, settings)
+            total += changed
+            if not changed:
+                return total
+
+    typer.echo(f"re-encrypted: {_run(work)}")
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from coffer.apikeys.endpoints import router as apikeys_router
 from coffer.fx.endpoints import router as fx_router
 from coffer.identity.endpoints import auth_router, me_router
+from coffer.payments.endpoints import router as payments_router
+from coffer.payments.endpoints import webhook_router, withdraw_router
 from coffer.transfers.endpoints import router as transfers_router
 from coffer.wallets.endpoints import wallet_router, wallets_router
 
@@ -22,4 +24,7 @@ def api_router() -> APIRouter:
     router.include_router(transfers_router)
     router.include_router(auth_router)
     router.include_router(me_router)
+    router.include_router(payments_router)
+    router.include_router(withdraw_router)
+    router.include_router(webhook_router)
     return router

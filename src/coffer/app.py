@@ -19,6 +19,8 @@ from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
 from coffer.migrate import head_revision
+from coffer.payments.providers.registry import close_providers, providers_for
+from coffer.payments.sandbox import router as sandbox_router
 from coffer.settings import Settings, WorkerMode, get_settings
 from coffer.transfers.batcher import TransferBatcher
 
@@ -32,6 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url, pool_size=settings.database_pool_size)
         app.state.database = database
+        # Built now, so a provider that cannot work stops the start with a clear message.
+        providers_for(database, settings)
         # Made here, inside the running loop; None when batching is off.
         batcher = (
             TransferBatcher(database, settings) if settings.transfer_accept_window_ms else None
@@ -50,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner_task
+            await close_providers(database)
             await database.dispose()
 
     app = FastAPI(
@@ -65,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())
+    app.include_router(sandbox_router)
     return app

@@ -68,6 +68,44 @@ class Settings(BaseSettings):
 
     # Payments
     payment_provider: str = "sandbox"
+    """The provider of every currency COFFER_PROVIDER_BY_CURRENCY does not name."""
+    provider_by_currency: dict[str, str] = Field(default_factory=dict)
+    """Per-currency providers, JSON: {"NGN": "paystack", "USD": "stripe"}."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where browsers reach coffer: the sandbox checkout page and the default deposit return
+    page are under it."""
+    sandbox_webhook_secret: SecretStr | None = None
+    """Signs the sandbox's webhooks (HMAC-SHA256). Unset: derived from COFFER_SECRET_KEY in
+    development and test; in production an unset secret refuses every sandbox webhook."""
+    sandbox_in_production: bool = False
+    """The sandbox moves no real money but credits real wallets: refused in production unless
+    this is true."""
+    deposit_reconcile_after_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    """A deposit still pending this long is checked with the provider (a lost webhook)."""
+    deposit_abandon_after_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    """A deposit the provider still calls pending this long is closed as abandoned."""
+    payout_reconcile_after_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    """A withdrawal in flight this long is checked with the provider."""
+    new_destination_cooldown_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """API keys may only withdraw to payout destinations older than this (a stolen key cannot
+    add an account and drain the wallet into it at once)."""
+
+    # Payment provider clients (issue 11): credentials, addresses, timeouts and retries
+    paystack_secret_key: SecretStr = SecretStr("")
+    """`sk_live_…` / `sk_test_…`: authenticates API calls and keys the webhook HMAC-SHA512."""
+    paystack_base_url: str = "https://api.paystack.co"
+    stripe_secret_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    """The endpoint's `whsec_…` signing secret (Stripe dashboard, Developers → Webhooks)."""
+    stripe_base_url: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    """A Stripe-Signature timestamp further than this from now, either way, is refused."""
+    provider_http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    provider_http_read_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    provider_http_max_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per provider call; only network errors, timeouts and 5xx are retried."""
+    provider_http_backoff_base_seconds: float = Field(default=0.5, ge=0, le=10)
+    """First retry waits about this long (half fixed, half jitter), doubling each time."""
 
     # Identity and sessions (issue 3)
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
@@ -81,6 +119,9 @@ class Settings(BaseSettings):
     """AES-GCM keys for secrets at rest (TOTP secrets), by id; the newest-sorting id encrypts,
     all decrypt. Each value is hashed to 256 bits. Empty: one key derived from
     COFFER_SECRET_KEY."""
+    encryption_key: SecretStr | None = None
+    """A single AES-GCM key (id `primary`), the simple form of COFFER_DATA_ENCRYPTION_KEYS;
+    both may be set (then `primary` is one of the keys)."""
     verification_code_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
     verification_code_max_attempts: int = Field(default=5, ge=1, le=20)
     """Wrong guesses after which a sign-up or reset code is dead (a new one must be sent)."""
@@ -227,6 +268,19 @@ class Settings(BaseSettings):
         limits.parse(value)
         return value
 
+    @field_validator("provider_by_currency")
+    @classmethod
+    def _upper_currency_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        upper = {code.upper(): name.strip().lower() for code, name in value.items()}
+        unknown = [code for code in upper if code not in CURRENCIES]
+        if unknown:
+            raise ValueError(f"COFFER_PROVIDER_BY_CURRENCY: unknown currencies {unknown}")
+        return upper
+
+    @property
+    def payment_providers_in_use(self) -> set[str]:
+        return {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
+
     @model_validator(mode="after")
     def _google_needs_its_whole_configuration(self) -> Self:
         if self.google_client_id and not (self.google_client_secret and self.google_redirect_uri):
@@ -250,6 +304,25 @@ class Settings(BaseSettings):
             # and no user would ever receive one.
             if self.smtp_url is None:
                 raise ValueError("COFFER_SMTP_URL must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_missing_provider_secrets_in_production(self) -> Self:
+        # An empty webhook secret would verify an empty signature (the providers refuse every
+        # delivery instead, so deposits would never complete): refuse to start in production.
+        if self.env is not Environment.PRODUCTION:
+            return self
+        required = {
+            "paystack": ("paystack_secret_key",),
+            "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
+        }
+        for provider in sorted(self.payment_providers_in_use):
+            for name in required.get(provider, ()):
+                if not getattr(self, name).get_secret_value():
+                    raise ValueError(
+                        f"COFFER_{name.upper()} must be set in production: {provider} serves "
+                        "a currency (COFFER_PAYMENT_PROVIDER / COFFER_PROVIDER_BY_CURRENCY)"
+                    )
         return self
 
 

@@ -20,8 +20,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException
 
 from coffer.errors import AppError
-from coffer.identity.crypto import keyed_hash
 from coffer.identity.service import normalize_email, normalize_phone
+from coffer.kit.crypto import keyed_hash
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import violates
 from coffer.errors import AppError
-from coffer.identity.crypto import keyed_hash
 from coffer.identity.refusals import RecordedRefusal
 from coffer.kit.clock import utcnow
+from coffer.kit.crypto import keyed_hash
 from coffer.models import CodePurpose, OneTimeCode
 from coffer.settings import Settings
 

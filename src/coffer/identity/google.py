@@ -23,9 +23,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.errors import AppError
-from coffer.identity.crypto import keyed_hash, seal, unseal
 from coffer.identity.refusals import RecordedRefusal
 from coffer.kit.clock import utcnow
+from coffer.kit.crypto import keyed_hash, seal, unseal
 from coffer.models import OAuthState
 from coffer.settings import Settings
 

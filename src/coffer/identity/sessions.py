@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.auth.principal import AccountInactive
 from coffer.errors import AppError
-from coffer.identity.crypto import keyed_hash
 from coffer.identity.refusals import RecordedRefusal
 from coffer.identity.tokens import issue_access_token
 from coffer.kit.clock import utcnow
+from coffer.kit.crypto import keyed_hash
 from coffer.models import AuthSession, RefreshToken, User
 from coffer.settings import Settings
 

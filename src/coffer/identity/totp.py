@@ -19,8 +19,8 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.errors import AppError
-from coffer.identity.crypto import keyed_hash, seal, unseal
 from coffer.kit.clock import utcnow
+from coffer.kit.crypto import current_key_id, key_id_of, keyed_hash, seal, unseal
 from coffer.models import Base, RecoveryCode, TotpCredential
 from coffer.settings import Settings
 
@@ -212,3 +212,20 @@ async def disable(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Remove the secret and the recovery codes (the caller checked password and code)."""
     await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     await session.execute(delete(TotpCredential).where(TotpCredential.user_id == user_id))
+
+
+async def reseal_secrets(session: AsyncSession, settings: Settings) -> int:
+    """Re-encrypt every TOTP secret not sealed with the current key (key rotation); returns
+    how many changed."""
+    current = current_key_id(settings)
+    credentials = (await session.execute(select(TotpCredential))).scalars().all()
+    changed = 0
+    for credential in credentials:
+        if key_id_of(credential.secret_sealed) == current:
+            continue
+        context = _context(credential.user_id)
+        secret = unseal(settings, credential.secret_sealed, context=context)
+        credential.secret_sealed = seal(settings, secret, context=context)
+        changed += 1
+    await session.flush()
+    return changed

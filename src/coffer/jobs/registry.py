@@ -37,4 +37,5 @@ def load_jobs() -> None:
     import coffer.fx.tasks
     import coffer.idempotency.tasks
     import coffer.notifications.tasks
+    import coffer.payments.tasks
     import coffer.transfers.tasks  # noqa: F401

@@ -23,6 +23,7 @@ from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import get_job
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus
+from coffer.payments.reconciliation import RECONCILE_INTERVAL, RECONCILE_JOB
 from coffer.settings import Settings
 from coffer.transfers.service import PROCESS_JOB
 
@@ -67,6 +68,7 @@ class JobRunner:
             Schedule(PROCESS_JOB, poll, now),
             # Due at start, so a runner that was down refreshes rates before they go stale.
             Schedule(FX_REFRESH_JOB, timedelta(seconds=settings.fx_refresh_interval_seconds), now),
+            Schedule(RECONCILE_JOB, RECONCILE_INTERVAL, now + RECONCILE_INTERVAL),
         ]
         database.jobs_committed_listeners.append(self.wake)
 

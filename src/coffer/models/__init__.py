@@ -16,6 +16,19 @@ from coffer.models.identity import (
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
 from coffer.models.limit import DailyLimitUsage
 from coffer.models.outbox import OutboxJob, OutboxStatus
+from coffer.models.payment import (
+    Deposit,
+    DepositStatus,
+    InboxOutcome,
+    PayoutDestination,
+    SandboxCharge,
+    SandboxPayout,
+    SandboxRecipient,
+    SavedCard,
+    WebhookInboxEntry,
+    Withdrawal,
+    WithdrawalStatus,
+)
 from coffer.models.transfer import Transfer, TransferStatus
 from coffer.models.user import Role, User
 from coffer.models.wallet import (
@@ -32,10 +45,13 @@ __all__ = [
     "Base",
     "CodePurpose",
     "DailyLimitUsage",
+    "Deposit",
+    "DepositStatus",
     "FxFixedRate",
     "FxQuote",
     "FxRate",
     "IdempotencyRecord",
+    "InboxOutcome",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
@@ -43,9 +59,14 @@ __all__ = [
     "OneTimeCode",
     "OutboxJob",
     "OutboxStatus",
+    "PayoutDestination",
     "RecoveryCode",
     "RefreshToken",
     "Role",
+    "SandboxCharge",
+    "SandboxPayout",
+    "SandboxRecipient",
+    "SavedCard",
     "TotpCredential",
     "Transaction",
     "TransactionStatus",
@@ -56,4 +77,7 @@ __all__ = [
     "UserIdentity",
     "Wallet",
     "WalletStatus",
+    "WebhookInboxEntry",
+    "Withdrawal",
+    "WithdrawalStatus",
 ]

@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.identity.crypto import seal, unseal
 from coffer.jobs.outbox import enqueue
+from coffer.kit.crypto import seal, unseal
 from coffer.settings import Settings
 
 SEND_EMAIL_JOB = "notifications.send_email"

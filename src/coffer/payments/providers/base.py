@@ -31,6 +31,13 @@ class ProviderError(AppError):
     default_message = "The payment provider refused the request"
 
 
+class UnknownProviderReference(ProviderError):
+    """The provider has no record of the reference: the initialize call never reached it."""
+
+    code = "provider_reference_unknown"
+    default_message = "The payment provider has no record of this reference"
+
+
 class ProviderUnavailable(AppError):
     """Network error, timeout or 5xx after the retries: the outcome is unknown, retry later."""
 

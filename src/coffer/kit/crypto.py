@@ -1,10 +1,15 @@
-"""Keyed hashes and authenticated encryption for the secrets identity keeps.
+"""Keyed hashes and authenticated encryption for secrets at rest, for every domain.
 
 Refresh tokens, one-time codes, recovery codes and OAuth states are stored as HMAC-SHA256
 under keys derived from COFFER_SECRET_KEY, one key per purpose, so a stolen table gives no
 token and a hash of one kind never matches another. What must be read back (TOTP secrets, PKCE
-verifiers, queued emails) is sealed with AES-GCM under COFFER_DATA_ENCRYPTION_KEYS, bound to a
-context (the owning row) so a sealed value copied to another row does not open.
+verifiers, queued emails, bank account numbers, card authorizations) is sealed with AES-GCM,
+bound to a context (the owning row) so a sealed value copied to another row does not open.
+
+Keys: COFFER_DATA_ENCRYPTION_KEYS (by id; the newest-sorting id encrypts), or the single
+COFFER_ENCRYPTION_KEY (id `primary`), or, with neither, one key derived from COFFER_SECRET_KEY
+(id `default`). The derived key always still decrypts, so values sealed before keys were
+configured open until `coffer keys rotate-encryption` re-seals them with the current key.
 """
 
 from __future__ import annotations
@@ -38,19 +43,38 @@ def keyed_hash(settings: Settings, purpose: str, *parts: str) -> str:
     return hmac.new(derive_key(settings, purpose), message, hashlib.sha256).hexdigest()
 
 
+SINGLE_KEY_ID = "primary"
+
+
+def _configured_keys(settings: Settings) -> dict[str, bytes]:
+    configured = dict(settings.data_encryption_keys)
+    if settings.encryption_key is not None:
+        configured[SINGLE_KEY_ID] = settings.encryption_key
+    return {
+        kid: hashlib.sha256(key.get_secret_value().encode()).digest()
+        for kid, key in configured.items()
+    }
+
+
 def _data_keys(settings: Settings) -> dict[str, bytes]:
-    if settings.data_encryption_keys:
-        return {
-            kid: hashlib.sha256(key.get_secret_value().encode()).digest()
-            for kid, key in settings.data_encryption_keys.items()
-        }
-    return {DERIVED_KEY_ID: derive_key(settings, "data-encryption")}
+    return {DERIVED_KEY_ID: derive_key(settings, "data-encryption")} | _configured_keys(settings)
+
+
+def current_key_id(settings: Settings) -> str:
+    """The id of the key `seal` encrypts with now."""
+    configured = _configured_keys(settings)
+    return max(configured) if configured else DERIVED_KEY_ID
+
+
+def key_id_of(sealed: str) -> str:
+    """The id of the key a sealed value was encrypted with (stored beside it, for rotation)."""
+    return sealed.rpartition(".")[0]
 
 
 def seal(settings: Settings, plaintext: str, *, context: str) -> str:
-    """`<key id>.<base64url(nonce | ciphertext | tag)>`, encrypted with the newest key."""
+    """`<key id>.<base64url(nonce | ciphertext | tag)>`, encrypted with the current key."""
     keys = _data_keys(settings)
-    kid = max(keys)
+    kid = current_key_id(settings)
     nonce = os.urandom(_NONCE_BYTES)
     ciphertext = AESGCM(keys[kid]).encrypt(nonce, plaintext.encode(), context.encode())
     return f"{kid}.{base64.urlsafe_b64encode(nonce + ciphertext).decode()}"
