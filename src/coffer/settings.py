@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     job_max_attempts: int = Field(default=10, ge=1, le=100)
+    job_lease_seconds: float = Field(default=30.0, ge=0.3, le=600)
+    """How long a claimed job stays reserved without a heartbeat; renewed every third of it
+    while the job runs, so a job whose worker died is free again within this time."""
 
     # Transfer intake batching (DESIGN.md §11)
     transfer_accept_window_ms: float = Field(default=2.0, ge=0, le=60_000)
