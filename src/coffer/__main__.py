@@ -1,8 +1,9 @@
-"""The `coffer` command line: serve, worker, migrate, users, wallets, ledger."""
+"""The `coffer` command line: serve, worker, beat, migrate, users, wallets, ledger, jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,10 @@ from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
 from coffer.identity.service import create_user, set_active
+from coffer.jobs import repository as jobs_repository
+from coffer.jobs.celery_app import app as celery
+from coffer.jobs.celery_app import make_celery
+from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
@@ -32,10 +37,12 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs an operator must look at.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
+app.add_typer(jobs_app, name="jobs")
 
 T = TypeVar("T")
 
@@ -87,15 +94,40 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
-    """Run background jobs (the transfer processor, notifications) in this process."""
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Celery worker processes (default: one per CPU).")
+    ] = None,
+) -> None:
+    """Run background jobs: a Celery worker when COFFER_BROKER_URL is set, else the database
+    runner (the transfer processor, notifications) in this process."""
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if settings.broker_url is not None:
+        options = ["--concurrency", str(concurrency)] if concurrency else []
+        celery.start(["worker", f"--loglevel={settings.log_level}", *options])
+        return
 
     async def work(database: Database, settings: Settings) -> None:
         await JobRunner(database, settings).run_forever()
 
     _run(work)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: enqueue the scheduled jobs and sweep the outbox (scaled mode only; the
+    database runner keeps its own schedules). Run exactly one."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    if settings.broker_url is None:
+        typer.echo(
+            "error: COFFER_BROKER_URL is not set; without a broker `coffer worker` schedules jobs",
+            err=True,
+        )
+        raise typer.Exit(2)
+    schedule_file = f"{tempfile.gettempdir()}/coffer-beat-{settings.celery_queue}"
+    celery.start(["beat", f"--loglevel={settings.log_level}", "--schedule", schedule_file])
 
 
 @app.command()
@@ -273,6 +305,45 @@ def fx_rates() -> None:
 
     for line in _run(work):
         typer.echo(line)
+
+
+@jobs_app.command("dead")
+def jobs_dead(
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 100,
+) -> None:
+    """List the jobs that failed every attempt, oldest first, with their last error."""
+
+    async def work(database: Database, settings: Settings) -> list[str]:
+        async with database.transaction() as session:
+            rows = await jobs_repository.dead_jobs(session, limit)
+        return [
+            f"{row.id}  {row.name}  attempts={row.attempts}"
+            f"  created_at={row.created_at.isoformat()}  error={row.last_error}"
+            for row in rows
+        ]
+
+    lines = _run(work)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
+        typer.echo("no dead jobs")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[int, typer.Argument(help="The dead job's id.")]) -> None:
+    """Give a dead job a fresh set of attempts, due now."""
+
+    async def work(database: Database, settings: Settings) -> bool:
+        async with database.transaction() as session:
+            revived = await jobs_repository.revive(session, job_id)
+        if revived and settings.broker_url is not None:
+            await Relay(database, settings, make_celery(settings)).publish_due()
+        return revived
+
+    if not _run(work):
+        typer.echo(f"error: no dead job has id {job_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"job {job_id} queued again")
 
 
 def main() -> None:

@@ -16,12 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, update
 
 from coffer.db import Database
+from coffer.jobs import repository
 from coffer.jobs.registry import find_job
-from coffer.kit.clock import utcnow
-from coffer.models import OutboxJob
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -43,15 +41,6 @@ def lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.job_lease_seconds)
 
 
-async def _renew_lease(database: Database, settings: Settings, job_id: int) -> None:
-    async with database.transaction() as session:
-        await session.execute(
-            update(OutboxJob)
-            .where(OutboxJob.id == job_id)
-            .values(locked_until=utcnow() + lease(settings))
-        )
-
-
 async def _heartbeat(
     database: Database, settings: Settings, job_id: int, stop: asyncio.Event
 ) -> None:
@@ -61,7 +50,8 @@ async def _heartbeat(
             await asyncio.wait_for(stop.wait(), timeout=interval)
             return
         try:
-            await _renew_lease(database, settings, job_id)
+            async with database.transaction() as session:
+                await repository.renew_lease(session, job_id, lease(settings))
         except Exception as error:
             # The job itself will most likely fail the same way and say so.
             log.warning("jobs.heartbeat_failed", job_id=job_id, error_type=type(error).__name__)
@@ -88,7 +78,7 @@ async def run_claimed(
         except TimeoutError:
             pass
     async with database.transaction() as session:
-        await session.execute(delete(OutboxJob).where(OutboxJob.id == claimed.id))
+        await repository.finish(session, claimed.id)
     return None
 
 
@@ -124,9 +114,7 @@ async def record_failure(
         await asyncio.sleep(delay)
         try:
             async with database.transaction() as session:
-                await session.execute(
-                    update(OutboxJob).where(OutboxJob.id == claimed.id).values(**values)
-                )
+                await repository.store_failure(session, claimed.id, values)
         except Exception as record_error:
             log.warning(
                 "jobs.record_failure_failed",
