@@ -20,12 +20,13 @@ from coffer.transfers.service import (
     TransferRequest,
     create_transfers,
 )
-from tests.fixtures.http import API, Caller
+from tests.fixtures.http import Caller
 from tests.fixtures.scaled import (
     RedisServer,
     all_settled,
     assert_settled_exactly_once,
     describe_process,
+    send_transfer,
     transfer_statuses,
     wait_until,
     wallet_balances,
@@ -42,16 +43,6 @@ def broker_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-async def send(client: httpx.AsyncClient, sender: Caller, recipient: Caller, amount: str) -> str:
-    response = await client.post(
-        f"{API}/wallet/transfer",
-        json={"wallet_number": recipient.wallet_number, "amount": amount},
-        headers=sender.headers,
-    )
-    assert response.status_code == 202, response.text
-    return str(response.json()["data"]["reference"])
-
-
 async def processor_rows(database: Database) -> list[str]:
     async with database.transaction() as session:
         return list(
@@ -65,7 +56,7 @@ async def test_with_no_worker_a_transfer_waits_and_a_started_worker_settles_it(
     sender = await sign_in(fund_minor=10_000, currency="USD")
     recipient = await sign_in(currency="USD")
 
-    reference = await send(client, sender, recipient, "12.34")
+    reference = await send_transfer(client, sender, recipient, "12.34")
 
     # Published to the broker, and nobody consumes it yet.
     async def published() -> bool:
@@ -90,7 +81,7 @@ async def test_a_transfer_through_the_api_is_settled_by_a_celery_worker(
     recipient = await sign_in(currency="USD")
     opening = {sender.wallet_number: 5_000, recipient.wallet_number: 0}
 
-    references = [await send(client, sender, recipient, "3.00") for _ in range(3)]
+    references = [await send_transfer(client, sender, recipient, "3.00") for _ in range(3)]
 
     await wait_until(
         lambda: all_settled(app_database, references), describe=describe_process(worker)
@@ -116,7 +107,7 @@ async def test_with_the_broker_down_requests_succeed_and_settle_once_it_is_back(
         assert ready.status_code == 200
         assert ready.json()["data"]["broker"] == "degraded"
         references = [
-            await send(client, sender, recipient, f"{n + 1}.00")
+            await send_transfer(client, sender, recipient, f"{n + 1}.00")
             for n in range(4)
             for sender in senders
         ]
