@@ -8,6 +8,7 @@ exiting.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -123,6 +124,10 @@ def run(selected: Sequence[Part], environment: dict[str, str]) -> int:
 
 
 def main() -> None:
+    arguments = argparse.ArgumentParser(description="Run the scaled shape on this machine.")
+    arguments.add_argument("--api-port", type=int, default=8000)
+    arguments.add_argument("--flower-port", type=int, default=5555)
+    options = arguments.parse_args()
     environment = {
         **os.environ,
         "COFFER_DATABASE_URL": os.environ.get("COFFER_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -134,9 +139,11 @@ def main() -> None:
     asyncio.run(_create_database_if_missing(database_url))
     upgrade_to_head(database_url)
     beat_schedule = os.path.join(tempfile.gettempdir(), "coffer-run-scaled-beat")
-    api_port = int(os.environ.get("COFFER_API_PORT", "8000"))
-    print(f"coffer scaled: API http://127.0.0.1:{api_port}, Flower http://127.0.0.1:5555")
-    sys.exit(run(parts(api_port, 5555, beat_schedule), environment))
+    print(
+        f"coffer scaled: API http://127.0.0.1:{options.api_port}, "
+        f"Flower http://127.0.0.1:{options.flower_port}; Ctrl-C stops everything"
+    )
+    sys.exit(run(parts(options.api_port, options.flower_port, beat_schedule), environment))
 
 
 if __name__ == "__main__":
