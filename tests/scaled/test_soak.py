@@ -53,7 +53,7 @@ def api_server(
         directory / "api.log",
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
