@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -27,6 +28,7 @@ from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
 from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
+from coffer.metrics.endpoints import MULTIPROCESS_DIRECTORY
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
 from coffer.settings import FxProviderName, Settings, get_settings
@@ -79,6 +81,10 @@ def serve(
     settings = get_settings()
     if settings.database_url.startswith("sqlite"):
         upgrade_to_head(settings.database_url)
+    if workers > 1 and MULTIPROCESS_DIRECTORY not in os.environ:
+        # Set before the workers start and import prometheus_client: /metrics of any of them
+        # then reports all of them.
+        os.environ[MULTIPROCESS_DIRECTORY] = tempfile.mkdtemp(prefix="coffer-metrics-")
     uvicorn.run(
         "coffer.app:create_app",
         factory=True,

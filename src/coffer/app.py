@@ -20,6 +20,8 @@ from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
+from coffer.metrics.endpoints import MetricsMiddleware
+from coffer.metrics.endpoints import router as metrics_router
 from coffer.migrate import head_revision
 from coffer.settings import Settings, WorkerMode, get_settings
 from coffer.transfers.batcher import TransferBatcher
@@ -75,8 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
     app.state.migration_head = head_revision()
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router())
     return app

@@ -68,13 +68,16 @@ def api_server(
     process.stop()
 
 
-async def _load(url: str, callers: list[Caller], stop_at: float) -> list[str]:
+async def _load(url: str, callers: list[Caller], stop_at: float) -> tuple[list[str], int]:
     """Clients sending random transfers between the users until `stop_at`; the accepted
-    references (refusals, such as a balance already promised away, are fine)."""
+    references (refusals, such as a balance already promised away, are fine) and how many
+    requests were sent."""
     accepted: list[str] = []
+    sent = 0
     chooser = random.Random(14)
 
     async def client_loop(http: httpx.AsyncClient) -> None:
+        nonlocal sent
         while time.monotonic() < stop_at:
             sender, recipient = chooser.sample(callers, 2)
             cents = chooser.randint(1, 2_000)
@@ -86,6 +89,7 @@ async def _load(url: str, callers: list[Caller], stop_at: float) -> list[str]:
                 },
                 headers=sender.headers,
             )
+            sent += 1
             refused = response.status_code == 400 and (
                 response.json()["error"]["code"] == "insufficient_funds"
             )
@@ -95,7 +99,17 @@ async def _load(url: str, callers: list[Caller], stop_at: float) -> list[str]:
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         await asyncio.gather(*(client_loop(http) for _ in range(CLIENTS)))
-    return accepted
+    return accepted, sent
+
+
+def transfers_counted(metrics: str) -> int:
+    """The transfer requests /metrics reports, summed over statuses."""
+    prefix = 'coffer_http_requests_total{method="POST",route="/wallet/transfer",'
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith(prefix)
+    )
 
 
 async def test_soak_two_api_processes_and_two_workers_settle_everything_exactly_once(
@@ -109,9 +123,13 @@ async def test_soak_two_api_processes_and_two_workers_settle_everything_exactly_
     callers = [await sign_in(fund_minor=OPENING_MINOR, currency="USD") for _ in range(USERS)]
     opening = {caller.wallet_number: OPENING_MINOR for caller in callers}
 
-    references = await _load(api_server, callers, time.monotonic() + LOAD_SECONDS)
+    references, sent = await _load(api_server, callers, time.monotonic() + LOAD_SECONDS)
 
     assert len(references) > 100
+    # Whichever of the two API processes answers the scrape reports both processes' requests.
+    async with httpx.AsyncClient(base_url=api_server) as http:
+        scrapes = [(await http.get("/metrics")).text for _ in range(4)]
+    assert [transfers_counted(scrape) for scrape in scrapes] == [sent] * 4
     await wait_until(
         lambda: all_settled(app_database, references), describe=describe_process(first)
     )

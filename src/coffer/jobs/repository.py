@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.kit.clock import utcnow
@@ -95,3 +95,15 @@ async def revive(session: AsyncSession, job_id: int) -> bool:
         .values(status=OutboxStatus.PENDING, attempts=0, run_at=utcnow(), locked_until=None)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def outbox_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """(job name, status, rows) for every pair present."""
+    rows = (
+        await session.execute(
+            select(OutboxJob.name, OutboxJob.status, func.count())
+            .group_by(OutboxJob.name, OutboxJob.status)
+            .order_by(OutboxJob.name, OutboxJob.status)
+        )
+    ).all()
+    return [(name, status, int(count)) for name, status, count in rows]
