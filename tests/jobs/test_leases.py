@@ -22,6 +22,7 @@ from coffer.settings import Settings
 
 RESTARTS_DATABASE_JOB = "tests.leases.database_restarts_under_it"
 OUTLIVES_LEASE_JOB = "tests.leases.runs_longer_than_a_lease"
+QUICK_JOB = "tests.leases.quick"
 SHORT_LEASE_SECONDS = 0.6
 
 _finish_gates: dict[str, asyncio.Event] = {}
@@ -48,6 +49,11 @@ async def _database_restarts(
 @job(OUTLIVES_LEASE_JOB)
 async def _outlives_lease(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     await asyncio.wait_for(_finish_gates[payload["gate"]].wait(), timeout=30)
+
+
+@job(QUICK_JOB)
+async def _quick(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    return None
 
 
 async def _only_row(database: Database) -> OutboxJob:
@@ -80,7 +86,7 @@ async def test_a_job_failing_through_a_database_restart_releases_its_lease(
     assert row.last_error == "ConnectionError: the database restarted"
 
 
-async def test_a_running_job_keeps_its_short_lease_by_heartbeat(
+async def test_a_running_job_and_the_jobs_claimed_with_it_keep_their_short_leases(
     backend: str, fresh_database_url: Callable[..., str]
 ) -> None:
     settings = Settings(
@@ -92,18 +98,22 @@ async def test_a_running_job_keeps_its_short_lease_by_heartbeat(
     try:
         async with database.transaction() as session:
             await enqueue(session, OUTLIVES_LEASE_JOB, {"gate": backend})
+            await enqueue(session, QUICK_JOB)
         runner, other_runner = JobRunner(database, settings), JobRunner(database, settings)
-        [claimed] = await runner.claim()
+        claimed = await runner.claim()
+        assert [job.name for job in claimed] == [OUTLIVES_LEASE_JOB, QUICK_JOB]
         _finish_gates[backend] = may_finish = asyncio.Event()
-        running = asyncio.create_task(runner.run_job(claimed))
+        running = asyncio.create_task(runner.run_jobs(claimed))
 
-        # Several leases long: without the heartbeat the other runner would take the job.
+        # Several leases long: without the heartbeat the other runner would take the running
+        # job, or the one waiting behind it.
         for _ in range(5):
             await asyncio.sleep(SHORT_LEASE_SECONDS)
             assert await other_runner.claim() == []
-            row = await _only_row(database)
-            assert row.locked_until is not None
-            assert row.locked_until > utcnow()
+            async with database.transaction() as session:
+                leases = (await session.scalars(select(OutboxJob.locked_until))).all()
+            assert len(leases) == 2
+            assert all(until is not None and until > utcnow() for until in leases)
 
         may_finish.set()
         await running

@@ -14,7 +14,14 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from coffer.db import Database
 from coffer.jobs import repository
-from coffer.jobs.execution import ClaimedJob, is_final_attempt, lease, record_failure, run_claimed
+from coffer.jobs.execution import (
+    ClaimedJob,
+    is_final_attempt,
+    lease,
+    leases_kept,
+    record_failure,
+    run_claimed,
+)
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxStatus
 from coffer.settings import Settings
@@ -34,7 +41,8 @@ async def deliver(database: Database, settings: Settings, job_id: int) -> int | 
         log.info("jobs.delivery_skipped", job_id=job_id)
         return None
     claimed = ClaimedJob(*row)
-    error = await run_claimed(database, settings, claimed)
+    async with leases_kept(database, settings, {claimed.id}):
+        error = await run_claimed(database, settings, claimed)
     if error is None:
         return None
     now = utcnow()

@@ -1,16 +1,18 @@
 """Running one claimed outbox job: the same steps for the database runner and for Celery.
 
 A claim leases the row for `COFFER_JOB_LEASE_SECONDS` only; a heartbeat renews the lease while
-the job runs, so a worker that dies (or loses the database) holds a job for seconds, never
-minutes. When a job fails, recording the failure is retried for a few seconds, because the
-failure that broke the job (a database restart) often breaks the first attempt to record it
-too; if every attempt fails, the lease simply runs out.
+the job runs or waits its turn, so a worker that dies (or loses the database) holds a job for
+seconds, never minutes. When a job fails, recording the failure is retried for a few seconds,
+because the failure that broke the job (a database restart) often breaks the first attempt to
+record it too; if every attempt fails, the lease simply runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,41 +44,52 @@ def lease(settings: Settings) -> timedelta:
 
 
 async def _heartbeat(
-    database: Database, settings: Settings, job_id: int, stop: asyncio.Event
+    database: Database, settings: Settings, held: set[int], stop: asyncio.Event
 ) -> None:
     interval = settings.job_lease_seconds / 3
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
             return
+        if not held:
+            continue
         try:
             async with database.transaction() as session:
-                await repository.renew_lease(session, job_id, lease(settings))
+                await repository.renew_leases(session, sorted(held), lease(settings))
         except Exception as error:
             # The job itself will most likely fail the same way and say so.
-            log.warning("jobs.heartbeat_failed", job_id=job_id, error_type=type(error).__name__)
+            log.warning("jobs.heartbeat_failed", jobs=len(held), error_type=type(error).__name__)
+
+
+@asynccontextmanager
+async def leases_kept(
+    database: Database, settings: Settings, held: set[int]
+) -> AsyncIterator[None]:
+    """Renew the leases of the jobs in `held` (the caller removes each one it finishes) every
+    third of a lease until the block ends: jobs claimed together and waiting their turn keep
+    theirs too, so no other worker takes them while they wait."""
+    stop = asyncio.Event()
+    heartbeat = asyncio.create_task(_heartbeat(database, settings, held, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(heartbeat, timeout=settings.job_lease_seconds)
 
 
 async def run_claimed(
     database: Database, settings: Settings, claimed: ClaimedJob
 ) -> Exception | None:
-    """Run the job under a heartbeat; on success delete its row. Returns the failure, if any,
-    for the caller to record (the runner and Celery retry differently)."""
+    """Run the job (under the caller's `leases_kept`); on success delete its row. Returns the
+    failure, if any, for the caller to record (the runner and Celery retry differently)."""
     registered = find_job(claimed.name)
-    stop = asyncio.Event()
-    heartbeat = asyncio.create_task(_heartbeat(database, settings, claimed.id, stop))
     try:
         if registered is None:
             raise LookupError(f"no job is registered as {claimed.name!r}")
         await registered.function(database, settings, claimed.payload)
     except Exception as error:
         return error
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(heartbeat, timeout=settings.job_lease_seconds)
-        except TimeoutError:
-            pass
     async with database.transaction() as session:
         await repository.finish(session, claimed.id)
     return None

@@ -36,9 +36,9 @@ async def claim_one(
     return None if row is None else (row.id, row.name, row.payload, row.attempts)
 
 
-async def renew_lease(session: AsyncSession, job_id: int, lease: timedelta) -> None:
+async def renew_leases(session: AsyncSession, job_ids: list[int], lease: timedelta) -> None:
     await session.execute(
-        update(OutboxJob).where(OutboxJob.id == job_id).values(locked_until=utcnow() + lease)
+        update(OutboxJob).where(OutboxJob.id.in_(job_ids)).values(locked_until=utcnow() + lease)
     )
 
 

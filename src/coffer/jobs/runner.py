@@ -19,7 +19,14 @@ from sqlalchemy import or_, select, update
 
 from coffer.db import Database
 from coffer.jobs import catalogue
-from coffer.jobs.execution import ClaimedJob, is_final_attempt, lease, record_failure, run_claimed
+from coffer.jobs.execution import (
+    ClaimedJob,
+    is_final_attempt,
+    lease,
+    leases_kept,
+    record_failure,
+    run_claimed,
+)
 from coffer.jobs.outbox import enqueue
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus
@@ -94,6 +101,10 @@ class JobRunner:
         return [ClaimedJob(row.id, row.name, row.payload, row.attempts + 1) for row in rows]
 
     async def run_job(self, claimed: ClaimedJob) -> None:
+        async with leases_kept(self.database, self.settings, {claimed.id}):
+            await self._run_held(claimed)
+
+    async def _run_held(self, claimed: ClaimedJob) -> None:
         error = await run_claimed(self.database, self.settings, claimed)
         if error is None:
             return
@@ -120,9 +131,16 @@ class JobRunner:
         """Enqueue due schedules, then claim and run due jobs; returns how many ran."""
         await self.enqueue_due_schedules()
         claimed = await self.claim()
-        for job in claimed:
-            await self.run_job(job)
+        await self.run_jobs(claimed)
         return len(claimed)
+
+    async def run_jobs(self, claimed: list[ClaimedJob]) -> None:
+        """Run jobs claimed together one after another, keeping every waiting one's lease."""
+        held = {job.id for job in claimed}
+        async with leases_kept(self.database, self.settings, held):
+            for job in claimed:
+                await self._run_held(job)
+                held.discard(job.id)
 
     async def run_forever(self) -> None:
         poll_seconds = self.settings.job_poll_interval_seconds
