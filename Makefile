@@ -14,10 +14,13 @@ SYNCED := $(VENV)/.synced
 PYTEST_ARGS ?= -n 3
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: help run test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks clean
+.PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks clean
 
 help:
 	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
+	@echo "make run-scaled  PostgreSQL + Redis: migrate, 2 API processes on :8000, 2 Celery"
+	@echo "                 workers, beat, Flower on :5555 (URLs from COFFER_DATABASE_URL and"
+	@echo "                 COFFER_BROKER_URL, localhost defaults); Ctrl-C stops all"
 	@echo "make test   lint, type-check and run every test"
 	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | bench-webhooks | clean"
 
@@ -34,6 +37,9 @@ $(SYNCED): requirements/dev.lock pyproject.toml | $(UV)
 
 run: $(SYNCED)
 	$(BIN)/coffer serve --host 127.0.0.1 --port 8000
+
+run-scaled: $(SYNCED)
+	$(BIN)/python -m coffer.devstack --api-port $(or $(API_PORT),8000) --flower-port $(or $(FLOWER_PORT),5555)
 
 worker: $(SYNCED)
 	$(BIN)/coffer worker

@@ -67,7 +67,11 @@ def test_readyz_is_ready_on_a_migrated_database(database_url: str) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "success"
-    assert body["data"] == {"status": "ready", "migration": head_revision()}
+    assert body["data"] == {
+        "status": "ready",
+        "migration": head_revision(),
+        "broker": "not_configured",
+    }
 
 
 def test_readyz_is_unavailable_on_an_unmigrated_database(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,24 @@ def test_ledger_verify_fails_after_a_balance_is_altered_behind_its_back(
     failed = {line.split()[1].rstrip(":") for line in result.stdout.splitlines() if "FAIL" in line}
     assert "balances_match_postings" in failed
     assert "entries_balance" not in failed
+
+
+def test_jobs_dead_lists_a_dead_job_and_jobs_retry_queues_it_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    execute(
+        db_url,
+        "INSERT INTO outbox_jobs (name, payload, status, run_at, attempts, last_error, created_at)"
+        " VALUES ('notifications.send_email', '{}', 'dead', :now, 10, 'SMTPError: refused', :now)",
+        now=datetime.now(UTC),
+    )
+    [(job_id,)] = fetch(db_url, "SELECT id FROM outbox_jobs")
+
+    listed = coffer(db_url, tmp_path, "jobs", "dead")
+    retried = coffer(db_url, tmp_path, "jobs", "retry", str(job_id))
+
+    assert listed.returncode == 0, listed.stderr
+    assert f"{job_id}  notifications.send_email  attempts=10" in listed.stdout
+    assert "error=SMTPError: refused" in listed.stdout
+    assert retried.returncode == 0, retried.stderr
+    assert fetch(db_url, "SELECT status, attempts FROM outbox_jobs") == [("pending", 0)]

@@ -1,8 +1,10 @@
-"""The `coffer` command line: serve, worker, migrate, users, wallets, ledger."""
+"""The `coffer` command line: serve, worker, beat, migrate, users, wallets, ledger, jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -19,11 +21,16 @@ from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
 from coffer.identity.service import create_user, set_active
 from coffer.identity.totp import reseal_secrets
+from coffer.jobs import repository as jobs_repository
+from coffer.jobs.celery_app import app as celery
+from coffer.jobs.celery_app import make_celery
+from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
 from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
+from coffer.metrics.endpoints import MULTIPROCESS_DIRECTORY
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
 from coffer.payments import repository as payments_repository
@@ -40,12 +47,14 @@ ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
 payments_app = typer.Typer(help="Deposits and withdrawals in doubt.", no_args_is_help=True)
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs an operator must look at.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
 app.add_typer(payments_app, name="payments")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
 
 T = TypeVar("T")
 
@@ -84,6 +93,10 @@ def serve(
     configure_logging(settings.log_level, json=settings.log_json)
     if settings.database_url.startswith("sqlite"):
         upgrade_to_head(settings.database_url)
+    if workers > 1 and MULTIPROCESS_DIRECTORY not in os.environ:
+        # Set before the workers start and import prometheus_client: /metrics of any of them
+        # then reports all of them.
+        os.environ[MULTIPROCESS_DIRECTORY] = tempfile.mkdtemp(prefix="coffer-metrics-")
     uvicorn.run(
         "coffer.app:create_app",
         factory=True,
@@ -99,15 +112,40 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
-    """Run background jobs (the transfer processor, notifications) in this process."""
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Celery worker processes (default: one per CPU).")
+    ] = None,
+) -> None:
+    """Run background jobs: a Celery worker when COFFER_BROKER_URL is set, else the database
+    runner (the transfer processor, notifications) in this process."""
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if settings.broker_url is not None:
+        options = ["--concurrency", str(concurrency)] if concurrency else []
+        celery.start(["worker", f"--loglevel={settings.log_level}", *options])
+        return
 
     async def work(database: Database, settings: Settings) -> None:
         await JobRunner(database, settings).run_forever()
 
     _run(work)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: enqueue the scheduled jobs and sweep the outbox (scaled mode only; the
+    database runner keeps its own schedules). Run exactly one."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    if settings.broker_url is None:
+        typer.echo(
+            "error: COFFER_BROKER_URL is not set; without a broker `coffer worker` schedules jobs",
+            err=True,
+        )
+        raise typer.Exit(2)
+    schedule_file = f"{tempfile.gettempdir()}/coffer-beat-{settings.celery_queue}"
+    celery.start(["beat", f"--loglevel={settings.log_level}", "--schedule", schedule_file])
 
 
 @app.command()
@@ -338,6 +376,45 @@ def keys_rotate_encryption() -> None:
                 return total
 
     typer.echo(f"re-encrypted: {_run(work)}")
+
+
+@jobs_app.command("dead")
+def jobs_dead(
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 100,
+) -> None:
+    """List the jobs that failed every attempt, oldest first, with their last error."""
+
+    async def work(database: Database, settings: Settings) -> list[str]:
+        async with database.transaction() as session:
+            rows = await jobs_repository.dead_jobs(session, limit)
+        return [
+            f"{row.id}  {row.name}  attempts={row.attempts}"
+            f"  created_at={row.created_at.isoformat()}  error={row.last_error}"
+            for row in rows
+        ]
+
+    lines = _run(work)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
+        typer.echo("no dead jobs")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[int, typer.Argument(help="The dead job's id.")]) -> None:
+    """Give a dead job a fresh set of attempts, due now."""
+
+    async def work(database: Database, settings: Settings) -> bool:
+        async with database.transaction() as session:
+            revived = await jobs_repository.revive(session, job_id)
+        if revived and settings.broker_url is not None:
+            await Relay(database, settings, make_celery(settings)).publish_due()
+        return revived
+
+    if not _run(work):
+        typer.echo(f"error: no dead job has id {job_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"job {job_id} queued again")
 
 
 def main() -> None:

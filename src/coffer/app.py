@@ -15,14 +15,21 @@ from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.db import Database
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
+from coffer.jobs.celery_app import make_celery
+from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
+from coffer.metrics.endpoints import MetricsMiddleware
+from coffer.metrics.endpoints import router as metrics_router
 from coffer.migrate import head_revision
 from coffer.payments.providers.registry import close_providers, providers_for
 from coffer.payments.sandbox import router as sandbox_router
 from coffer.settings import Settings, WorkerMode, get_settings
 from coffer.transfers.batcher import TransferBatcher
+
+SHUTDOWN_PUBLISH_SECONDS = 5
+"""How long shutdown waits for a publish in flight (what it leaves, the sweeper publishes)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,14 +49,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.transfer_batcher = batcher
         runner_task: asyncio.Task[None] | None = None
-        if settings.worker_mode is WorkerMode.EMBEDDED:
+        relay: Relay | None = None
+        if settings.broker_url is not None:
+            # Scaled: Celery workers run the jobs; this process only publishes its outbox rows.
+            relay = Relay(database, settings, make_celery(settings))
+            database.jobs_committed_listeners.append(relay.wake)
+        elif settings.worker_mode is WorkerMode.EMBEDDED:
             runner_task = asyncio.create_task(JobRunner(database, settings).run_forever())
+        app.state.relay = relay
         try:
             yield
         finally:
             if batcher is not None:
                 # Store what is waiting before the database goes away.
                 await batcher.close()
+            if relay is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(relay.idle(), timeout=SHUTDOWN_PUBLISH_SECONDS)
             if runner_task is not None:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -66,9 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
     app.state.migration_head = head_revision()
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router())
     app.include_router(sandbox_router)
     return app

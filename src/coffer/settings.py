@@ -18,6 +18,9 @@ from coffer.kit.money import CURRENCIES
 DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - the placeholder production refuses
 
 
+BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps"})
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -192,9 +195,22 @@ class Settings(BaseSettings):
 
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
+    broker_url: str | None = None
+    """`redis://...` or `amqp://...`: scaled mode. Jobs run on Celery workers (`coffer worker`,
+    `coffer beat`), the API publishes outbox rows to the broker, and no API process runs jobs.
+    Unset: the database runner (embedded or `coffer worker`)."""
+    celery_queue: str = Field(default="coffer", min_length=1, max_length=100)
+    """The broker queue every job message goes through."""
+    outbox_redeliver_after_seconds: int = Field(default=120, ge=1, le=86_400)
+    """A published job no worker finished within this long is published again (the sweeper)."""
+    outbox_sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often beat sweeps the outbox for rows to publish (late, delayed or lost)."""
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     job_max_attempts: int = Field(default=10, ge=1, le=100)
+    job_lease_seconds: float = Field(default=30.0, ge=0.3, le=600)
+    """How long a claimed job stays reserved without a heartbeat; renewed every third of it
+    while the job runs, so a job whose worker died is free again within this time."""
 
     # Transfer intake batching (DESIGN.md §11)
     transfer_accept_window_ms: float = Field(default=2.0, ge=0, le=60_000)
@@ -203,6 +219,13 @@ class Settings(BaseSettings):
     instead). 0 turns batching off: each request is stored in its own transaction."""
     transfer_accept_max_batch: int = Field(default=256, ge=1, le=5000)
     """Requests stored in one transaction at most; a full batch goes without waiting."""
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        if value is not None and value.split("://", 1)[0] not in BROKER_SCHEMES:
+            raise ValueError(f"COFFER_BROKER_URL must start with one of {sorted(BROKER_SCHEMES)}")
+        return value
 
     @field_validator("supported_currencies", mode="before")
     @classmethod

@@ -17,9 +17,10 @@ from sqlalchemy import delete, func, select, update
 
 from coffer.db import Database
 from coffer.fx.service import REFRESH_JOB
+from coffer.jobs.execution import lease
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import job
-from coffer.jobs.runner import LEASE, JobRunner
+from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus, Transfer, TransferStatus
 from coffer.settings import Settings
@@ -145,7 +146,8 @@ async def test_claim_leases_rows_so_a_second_claim_gets_nothing(
     rows = await outbox_rows(database)
     assert [row.attempts for row in rows] == [1, 1]
     assert all(
-        row.locked_until is not None and utcnow() < row.locked_until <= utcnow() + LEASE
+        row.locked_until is not None
+        and utcnow() < row.locked_until <= utcnow() + lease(runner.settings)
         for row in rows
     )
 
@@ -350,7 +352,7 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 async def test_run_once_does_not_enqueue_a_schedule_before_its_interval(
     database: Database, runner: JobRunner
 ) -> None:
-    assert [schedule.name for schedule in runner.schedules] == [PROCESS_JOB, REFRESH_JOB]
+    assert [schedule.name for schedule in runner.schedules] == [REFRESH_JOB, PROCESS_JOB]
     assert await runner.run_once() == 2  # both due at start
 
     assert await runner.run_once() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -33,6 +34,9 @@ async def refresh_rates(
     return stored
 
 
-@job(service.REFRESH_JOB)
+@job(
+    service.REFRESH_JOB,
+    every=lambda settings: timedelta(seconds=settings.fx_refresh_interval_seconds),
+)
 async def run_refresh(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     await refresh_rates(database, settings)

@@ -1,41 +1,53 @@
 """The job registry: names (`<domain>.<verb>`) mapped to idempotent async functions.
 
-A job function receives the runner's `Database` and the job's JSON payload, and opens its own
-units of work, so a long job can commit in steps (the transfer processor commits per batch).
+A job function receives the worker's `Database`, the settings and the job's JSON payload, and
+opens its own units of work, so a long job can commit in steps (the transfer processor commits
+per batch). A job that must also run when no event announces work declares its schedule in
+the decorator; the embedded runner and Celery beat both read it from here. The registry imports
+no domain: `coffer.jobs.catalogue` imports them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from coffer.db import Database
 from coffer.settings import Settings
 
 JobFunction = Callable[[Database, Settings, dict[str, Any]], Awaitable[None]]
+Interval = Callable[[Settings], timedelta]
 
-_JOBS: dict[str, JobFunction] = {}
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    function: JobFunction
+    every: Interval | None
+    """How often the job is enqueued with no event asking for it (a sweeper), if ever."""
 
 
-def job(name: str) -> Callable[[JobFunction], JobFunction]:
+_JOBS: dict[str, Job] = {}
+
+
+def job(name: str, *, every: Interval | None = None) -> Callable[[JobFunction], JobFunction]:
+    """Register `function` as the job `name`, enqueued every `every(settings)` when given."""
+
     def register(function: JobFunction) -> JobFunction:
         if name in _JOBS:
             raise ValueError(f"job {name!r} is registered twice")
-        _JOBS[name] = function
+        _JOBS[name] = Job(name, function, every)
         return function
 
     return register
 
 
-def get_job(name: str) -> JobFunction | None:
-    load_jobs()
+def registered_jobs() -> list[Job]:
+    """Every job registered so far (import `coffer.jobs.catalogue` first to have them all)."""
+    return list(_JOBS.values())
+
+
+def find_job(name: str) -> Job | None:
     return _JOBS.get(name)
-
-
-def load_jobs() -> None:
-    """Import every domain's tasks module so its jobs register themselves."""
-    import coffer.fx.tasks
-    import coffer.idempotency.tasks
-    import coffer.notifications.tasks
-    import coffer.payments.tasks
-    import coffer.transfers.tasks  # noqa: F401

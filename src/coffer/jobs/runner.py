@@ -1,9 +1,10 @@
-"""The job runner: claims due outbox rows, runs their jobs, and keeps the periodic schedule.
+"""The database job runner: claims due outbox rows, runs their jobs, and keeps the schedules.
 
 It runs inside the API process in embedded mode (started by the lifespan) or alone as
-`coffer worker`. Several runners may share one database: a claim takes rows with
-`FOR UPDATE SKIP LOCKED` (SQLite serializes claims instead) and leases them, so each job runs
-once at a time; a runner that dies loses its lease and another picks the job up.
+`coffer worker` when no broker is configured. Several runners may share one database: a claim
+takes rows with `FOR UPDATE SKIP LOCKED` (SQLite serializes claims instead) and leases them, so
+each job runs once at a time; a runner that dies loses its lease within seconds and another
+picks the job up.
 """
 
 from __future__ import annotations
@@ -12,40 +13,37 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 
 from coffer.db import Database
-from coffer.fx.service import REFRESH_JOB as FX_REFRESH_JOB
+from coffer.jobs import catalogue
+from coffer.jobs.execution import (
+    ClaimedJob,
+    is_final_attempt,
+    lease,
+    leases_kept,
+    record_failure,
+    run_claimed,
+)
 from coffer.jobs.outbox import enqueue
-from coffer.jobs.registry import get_job
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus
-from coffer.payments.reconciliation import RECONCILE_INTERVAL, RECONCILE_JOB
 from coffer.settings import Settings
-from coffer.transfers.service import PROCESS_JOB
 
 log = structlog.get_logger(__name__)
 
-LEASE = timedelta(minutes=5)
 CLAIM_LIMIT = 20
 MAX_BACKOFF = timedelta(minutes=30)
-MAX_ERROR_LENGTH = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    id: int
-    name: str
-    payload: dict[str, Any]
-    attempts: int
+RUNNABLE = (OutboxStatus.PENDING, OutboxStatus.SENT)
+"""A row published to a broker that is gone (the deployment went back to embedded) is run by
+the database runner once its redelivery time passes."""
 
 
 @dataclass(slots=True)
-class Schedule:
-    """A job enqueued every `interval`: the sweepers that catch work no event announced."""
+class DueSchedule:
+    """A catalogue schedule and when this runner next enqueues it."""
 
     name: str
     interval: timedelta
@@ -63,12 +61,10 @@ class JobRunner:
         self.settings = settings
         self._wake = asyncio.Event()
         now = utcnow()
-        poll = timedelta(seconds=settings.job_poll_interval_seconds)
+        # Due at start, so a runner that was down refreshes rates before they go stale.
         self.schedules = [
-            Schedule(PROCESS_JOB, poll, now),
-            # Due at start, so a runner that was down refreshes rates before they go stale.
-            Schedule(FX_REFRESH_JOB, timedelta(seconds=settings.fx_refresh_interval_seconds), now),
-            Schedule(RECONCILE_JOB, RECONCILE_INTERVAL, now + RECONCILE_INTERVAL),
+            DueSchedule(schedule.name, schedule.interval, now)
+            for schedule in catalogue.schedules(settings)
         ]
         database.jobs_committed_listeners.append(self.wake)
 
@@ -82,7 +78,7 @@ class JobRunner:
                 await session.execute(
                     select(OutboxJob.id, OutboxJob.name, OutboxJob.payload, OutboxJob.attempts)
                     .where(
-                        OutboxJob.status == OutboxStatus.PENDING,
+                        OutboxJob.status.in_(RUNNABLE),
                         OutboxJob.run_at <= now,
                         or_(OutboxJob.locked_until.is_(None), OutboxJob.locked_until <= now),
                     )
@@ -97,7 +93,7 @@ class JobRunner:
                     update(OutboxJob)
                     .where(OutboxJob.id.in_([row.id for row in rows]))
                     .values(
-                        locked_until=now + LEASE,
+                        locked_until=now + lease(self.settings),
                         attempts=OutboxJob.attempts + 1,
                         dedupe_key=None,
                     )
@@ -105,38 +101,21 @@ class JobRunner:
         return [ClaimedJob(row.id, row.name, row.payload, row.attempts + 1) for row in rows]
 
     async def run_job(self, claimed: ClaimedJob) -> None:
-        function = get_job(claimed.name)
-        try:
-            if function is None:
-                raise LookupError(f"no job is registered as {claimed.name!r}")
-            await function(self.database, self.settings, claimed.payload)
-        except Exception as error:
-            await self._record_failure(claimed, error)
-            return
-        async with self.database.transaction() as session:
-            await session.execute(delete(OutboxJob).where(OutboxJob.id == claimed.id))
+        async with leases_kept(self.database, self.settings, {claimed.id}):
+            await self._run_held(claimed)
 
-    async def _record_failure(self, claimed: ClaimedJob, error: Exception) -> None:
-        is_dead = claimed.attempts >= self.settings.job_max_attempts
-        log.error(
-            "jobs.failed",
-            job=claimed.name,
-            job_id=claimed.id,
-            attempts=claimed.attempts,
-            dead=is_dead,
-            error_type=type(error).__name__,
+    async def _run_held(self, claimed: ClaimedJob) -> None:
+        error = await run_claimed(self.database, self.settings, claimed)
+        if error is None:
+            return
+        dead = is_final_attempt(self.settings, claimed)
+        await record_failure(
+            self.database,
+            claimed,
+            error,
+            status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
+            run_at=utcnow() + retry_delay(claimed.attempts),
         )
-        async with self.database.transaction() as session:
-            await session.execute(
-                update(OutboxJob)
-                .where(OutboxJob.id == claimed.id)
-                .values(
-                    status=OutboxStatus.DEAD if is_dead else OutboxStatus.PENDING,
-                    run_at=utcnow() + retry_delay(claimed.attempts),
-                    locked_until=None,
-                    last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH],
-                )
-            )
 
     async def enqueue_due_schedules(self) -> None:
         now = utcnow()
@@ -152,9 +131,16 @@ class JobRunner:
         """Enqueue due schedules, then claim and run due jobs; returns how many ran."""
         await self.enqueue_due_schedules()
         claimed = await self.claim()
-        for job in claimed:
-            await self.run_job(job)
+        await self.run_jobs(claimed)
         return len(claimed)
+
+    async def run_jobs(self, claimed: list[ClaimedJob]) -> None:
+        """Run jobs claimed together one after another, keeping every waiting one's lease."""
+        held = {job.id for job in claimed}
+        async with leases_kept(self.database, self.settings, held):
+            for job in claimed:
+                await self._run_held(job)
+                held.discard(job.id)
 
     async def run_forever(self) -> None:
         poll_seconds = self.settings.job_poll_interval_seconds

@@ -15,6 +15,9 @@ from coffer.models.base import Base, BigId, JsonDocument, UTCDateTime
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"
+    SENT = "sent"
+    """Published to the broker; `run_at` is when the sweeper republishes it if no worker has
+    finished it by then."""
     DEAD = "dead"
     """Gave up after the maximum attempts; kept for an operator to inspect."""
 

@@ -10,7 +10,7 @@ from coffer.jobs.registry import job
 from coffer.payments import sandbox
 from coffer.payments.providers.registry import providers_for
 from coffer.payments.providers.sandbox import DELIVER_PAYOUT_JOB
-from coffer.payments.reconciliation import RECONCILE_JOB, reconcile
+from coffer.payments.reconciliation import RECONCILE_INTERVAL, RECONCILE_JOB, reconcile
 from coffer.payments.withdrawals import PAYOUT_JOB, initiate_payout
 from coffer.settings import Settings
 
@@ -21,7 +21,7 @@ async def run_payout(database: Database, settings: Settings, payload: dict[str, 
     await initiate_payout(database, settings, registry, str(payload["reference"]))
 
 
-@job(RECONCILE_JOB)
+@job(RECONCILE_JOB, every=lambda _settings: RECONCILE_INTERVAL)
 async def run_reconcile(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     await reconcile(database, settings, providers_for(database, settings))
 

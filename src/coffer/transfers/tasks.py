@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -40,6 +41,6 @@ async def process_pending(database: Database, batch_size: int) -> BatchReport:
     return BatchReport(claimed, completed, failed)
 
 
-@job(PROCESS_JOB)
+@job(PROCESS_JOB, every=lambda settings: timedelta(seconds=settings.job_poll_interval_seconds))
 async def run_processor(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     await process_pending(database, settings.transfer_batch_size)

@@ -1,0 +1,36 @@
+"""The catalogue: importing it registers every domain's jobs. The one module that knows them
+all, so the runner, Celery and the CLI never import a domain for its job names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import coffer.fx.tasks
+import coffer.idempotency.tasks
+import coffer.notifications.tasks
+import coffer.payments.tasks
+import coffer.transfers.tasks  # noqa: F401
+from coffer.jobs.registry import Job, find_job, registered_jobs
+from coffer.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    name: str
+    interval: timedelta
+
+
+def all_jobs() -> list[Job]:
+    return registered_jobs()
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    """The periodic jobs and their intervals under these settings, by name."""
+    return sorted(
+        (Schedule(job.name, job.every(settings)) for job in all_jobs() if job.every is not None),
+        key=lambda schedule: schedule.name,
+    )
+
+
+__all__ = ["Schedule", "all_jobs", "find_job", "schedules"]
