@@ -340,8 +340,9 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 
     ran = await runner.run_once()
 
-    # Every schedule is due at start: the transfer processor and the FX rate refresh.
-    assert ran == len(runner.schedules) == 2
+    # Every schedule is due at start: the transfer processor among them.
+    assert PROCESS_JOB in [schedule.name for schedule in runner.schedules]
+    assert ran == len(runner.schedules)
     assert await _transfer_status(database, reference) == TransferStatus.COMPLETED
     # The processor's own success removed its row; what remains is the event it published.
     assert [row.name for row in await outbox_rows(database)] == [SETTLED_JOB]
@@ -352,8 +353,9 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 async def test_run_once_does_not_enqueue_a_schedule_before_its_interval(
     database: Database, runner: JobRunner
 ) -> None:
-    assert [schedule.name for schedule in runner.schedules] == [REFRESH_JOB, PROCESS_JOB]
-    assert await runner.run_once() == 2  # both due at start
+    names = [schedule.name for schedule in runner.schedules]
+    assert {REFRESH_JOB, PROCESS_JOB} <= set(names)
+    assert await runner.run_once() == len(names)  # all due at start
 
     assert await runner.run_once() == 0
     assert await outbox_rows(database) == []
