@@ -69,11 +69,14 @@ class Payments:
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
 
-    def signed(self, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        raw = json.dumps(event, separators=(",", ":")).encode()
+    def signed_headers(self, raw: bytes) -> dict[str, str]:
         secret = webhook_secret(self.settings)
         assert secret is not None
-        return raw, {SIGNATURE_HEADER: sign(secret, raw), "content-type": "application/json"}
+        return {SIGNATURE_HEADER: sign(secret, raw), "content-type": "application/json"}
+
+    def signed(self, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        raw = json.dumps(event, separators=(",", ":")).encode()
+        return raw, self.signed_headers(raw)
 
     async def post_webhook(self, raw: bytes, headers: dict[str, str]) -> httpx.Response:
         return await self.client.post(SANDBOX_WEBHOOK, content=raw, headers=headers)
