@@ -13,7 +13,7 @@ from sqlalchemy import select
 from coffer.db import Database
 from coffer.kit.clock import utcnow
 from coffer.models import Deposit
-from coffer.payments import inbox, repository
+from coffer.payments import inbox, sandbox_repository
 from coffer.payments.providers.sandbox import charge_event_body
 from tests.fixtures.http import Caller
 from tests.payments.conftest import Payments, charge_event
@@ -25,10 +25,10 @@ LATER = timedelta(seconds=601)
 async def _paid_at_the_provider_only(payments: Payments, reference: str) -> bytes:
     """The payer paid, but the webhook never arrived; returns the body it would have had."""
     async with payments.database.transaction() as session:
-        assert await repository.settle_sandbox_charge(
+        assert await sandbox_repository.settle_sandbox_charge(
             session, reference, "success", paid_at=utcnow(), authorization_code=None
         )
-        charge = await repository.sandbox_charge(session, reference)
+        charge = await sandbox_repository.sandbox_charge(session, reference)
     assert charge is not None
     return charge_event_body(charge)
 
