@@ -277,3 +277,18 @@ async def test_a_deleted_or_foreign_card_cannot_be_charged(
     assert deleted.status_code == 200
     assert after_delete.status_code == 404
     assert after_delete.json()["error"]["code"] == "card_not_found"
+
+
+async def test_an_oversized_or_malformed_webhook_is_refused_unstored(payments: Payments) -> None:
+    before = await payments.inbox_size()
+    huge = b"{" + b" " * (1024 * 1024) + b"}"
+    malformed = b'{"event": "charge.success", "data": {"reference": "r"}}'
+
+    too_large = await payments.post_webhook(huge, payments.signed_headers(huge))
+    not_an_event = await payments.post_webhook(malformed, payments.signed_headers(malformed))
+
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "payload_too_large"
+    assert not_an_event.status_code == 400
+    assert not_an_event.json()["error"]["code"] == "malformed_webhook"
+    assert await payments.inbox_size() == before
