@@ -3,11 +3,13 @@ idempotency, and every way a webhook can be wrong."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, select, update
 
-from coffer.models import Wallet, WalletStatus
+from coffer.models import Deposit, Wallet, WalletStatus
 from tests.fixtures.http import API, Caller
 from tests.payments.conftest import CALLBACK, Payments, charge_event
 
@@ -292,3 +294,24 @@ async def test_an_oversized_or_malformed_webhook_is_refused_unstored(payments: P
     assert not_an_event.status_code == 400
     assert not_an_event.json()["error"]["code"] == "malformed_webhook"
     assert await payments.inbox_size() == before
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_concurrent_retries_with_one_key_open_one_deposit(
+    payments: Payments, sign_in: SignIn
+) -> None:
+    caller = await sign_in()
+    key = {"Idempotency-Key": "deposit-race"}
+
+    responses = await asyncio.gather(
+        *(payments.deposit(caller, "9.00", headers=key) for _ in range(10))
+    )
+
+    assert {r.status_code for r in responses} <= {201, 409}
+    references = {r.json()["data"]["reference"] for r in responses if r.status_code == 201}
+    assert len(references) == 1
+    async with payments.database.transaction() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(Deposit).where(Deposit.user_id == caller.user_id)
+        )
+    assert stored == 1
