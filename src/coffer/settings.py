@@ -260,10 +260,6 @@ class Settings(BaseSettings):
             raise ValueError(f"COFFER_PROVIDER_BY_CURRENCY: unknown currencies {unknown}")
         return upper
 
-    @property
-    def payment_providers_in_use(self) -> set[str]:
-        return {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
-
     @model_validator(mode="after")
     def _google_needs_its_whole_configuration(self) -> Self:
         if self.google_client_id and not (self.google_client_secret and self.google_redirect_uri):
