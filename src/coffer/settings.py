@@ -302,6 +302,7 @@ class Settings(BaseSettings):
 
     @property
     def payment_providers_in_use(self) -> set[str]:
+        """Every provider that serves some currency."""
         return {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
 
     @model_validator(mode="after")
