@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from coffer.api import api_router
 from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.db import Database
+from coffer.edge.body_limit import BodyLimitMiddleware
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.runner import JobRunner
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
     app.state.migration_head = head_revision()
+    # Added innermost first: the request id wraps everything, the body cap wraps the routes.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=90)
     redis_url: str | None = None
 
+    # Resource limits (issue 12)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest request body accepted, on every route (webhooks included); 413
+    `payload_too_large` beyond it, before authentication and without reading the rest."""
+
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
 
