@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from coffer.api import api_router
+from coffer.api import API_PREFIX, api_router
 from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.db import Database
 from coffer.edge.body_limit import BodyLimitMiddleware
+from coffer.edge.docs import install_docs
+from coffer.edge.headers import SecurityHeadersMiddleware
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.runner import JobRunner
@@ -22,6 +25,9 @@ from coffer.logging import configure_logging
 from coffer.migrate import head_revision
 from coffer.settings import Settings, WorkerMode, get_settings
 from coffer.transfers.batcher import TransferBatcher
+
+CORS_REQUEST_HEADERS = ["authorization", "content-type", "idempotency-key", "x-api-key", "prefer"]
+CORS_RESPONSE_HEADERS = ["x-request-id", "retry-after", "idempotent-replayed", "preference-applied"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,14 +64,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Wallets and a double-entry payments ledger",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by coffer.edge.docs, from local assets, when the settings allow.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
     app.state.migration_head = head_revision()
-    # Added innermost first: the request id wraps everything, the body cap wraps the routes.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    _install_middleware(app, settings)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())
+    if settings.serves_docs:
+        install_docs(app)
     return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Added innermost first: the request id and security headers wrap everything (refusals
+    included), CORS answers preflights before the body cap, the body cap wraps the routes."""
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware, api_prefix=API_PREFIX, behind_tls=settings.behind_tls
+    )
+    app.add_middleware(RequestContextMiddleware)

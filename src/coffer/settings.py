@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     """Largest request body accepted, on every route (webhooks included); 413
     `payload_too_large` beyond it, before authentication and without reading the rest."""
 
+    # Production profile (issue 12)
+    docs_enabled: bool | None = None
+    """Serve /docs, /redoc and /openapi.json. Unset: on in development and test, off in
+    production."""
+    behind_tls: bool = False
+    """Send HSTS on every response, for a TLS terminator that does not set X-Forwarded-Proto
+    (with it, HSTS follows the request's scheme as uvicorn's trusted-proxy handling sets it)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins allowed to call the API (`https://app.example.com,...` or a JSON list).
+    Empty: no CORS headers at all, so browsers keep other origins out."""
+
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
 
@@ -168,9 +179,9 @@ class Settings(BaseSettings):
     transfer_accept_max_batch: int = Field(default=256, ge=1, le=5000)
     """Requests stored in one transaction at most; a full batch goes without waiting."""
 
-    @field_validator("supported_currencies", mode="before")
+    @field_validator("supported_currencies", "cors_origins", mode="before")
     @classmethod
-    def _split_currencies(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
@@ -186,6 +197,21 @@ class Settings(BaseSettings):
         if unknown or not codes:
             raise ValueError(f"unknown or no currencies: {unknown}; known: {sorted(CURRENCIES)}")
         return codes
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, _, host = origin.partition("://")
+            if scheme not in ("http", "https") or not host or "/" in host or origin == "*":
+                raise ValueError(f"COFFER_CORS_ORIGINS: {origin!r} is not an origin")
+        return value
+
+    @property
+    def serves_docs(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.env is not Environment.PRODUCTION
 
     @property
     def is_live_mode(self) -> bool:
