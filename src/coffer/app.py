@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from coffer.api import API_PREFIX, api_router
 from coffer.apikeys.ratelimit import ApiKeyRateLimiter
+from coffer.auth.request_limits import RequestLimits
 from coffer.db import Database
 from coffer.edge.body_limit import BodyLimitMiddleware
 from coffer.edge.docs import install_docs
@@ -21,6 +22,8 @@ from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
+from coffer.kit.concurrency import ConcurrencyCap
+from coffer.kit.ratelimit import RateLimiter
 from coffer.logging import configure_logging
 from coffer.migrate import head_revision
 from coffer.settings import Settings, WorkerMode, get_settings
@@ -70,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
-    app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
+    rate_limiter = RateLimiter(settings.redis_url)
+    app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings, rate_limiter)
+    app.state.request_limits = RequestLimits(settings, rate_limiter)
+    app.state.transfer_waits = ConcurrencyCap(settings.max_transfer_waits_per_principal)
     app.state.migration_head = head_revision()
     _install_middleware(app, settings)
     install_error_handlers(app)

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest request body accepted, on every route (webhooks included); 413
     `payload_too_large` beyond it, before authentication and without reading the rest."""
+    rate_limit_per_ip: str = "3000/minute"
+    """`limits` notation. Requests to authenticated routes from one client IP (429
+    `rate_limited` + Retry-After); shared through Redis when COFFER_REDIS_URL is set."""
+    rate_limit_per_user: str = "1200/minute"
+    """Requests of one signed-in user (API keys: COFFER_API_KEY_RATE_LIMIT_PER_MINUTE)."""
+    failed_auth_limit_per_ip: str = "30/minute"
+    """Bad Bearer tokens and bad API keys one IP may send before it is refused outright."""
+    max_transfer_waits_per_principal: int = Field(default=10, ge=1, le=1000)
+    """Concurrent `Prefer: wait` status requests one user or key may hold open per process."""
+    max_open_fx_quotes_per_user: int = Field(default=20, ge=1, le=10_000)
+    """Unexpired, unused FX quotes one user may hold; more answer 429 `too_many_fx_quotes`."""
 
     # Production profile (issue 12)
     docs_enabled: bool | None = None
@@ -252,6 +263,9 @@ class Settings(BaseSettings):
         "code_rate_limit_per_ip",
         "email_rate_limit_per_account",
         "email_rate_limit_per_ip",
+        "rate_limit_per_ip",
+        "rate_limit_per_user",
+        "failed_auth_limit_per_ip",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,6 +90,22 @@ async def quotes_with_use(session: AsyncSession, quote_ids: Sequence[str]) -> di
         .where(FxQuote.id.in_(sorted(set(quote_ids))))
     )
     return {row.FxQuote.id: row for row in rows}
+
+
+async def count_open_quotes(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """The user's quotes that have not expired and no transfer used."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(FxQuote)
+            .where(
+                FxQuote.user_id == user_id,
+                FxQuote.expires_at > now,
+                ~exists().where(Transfer.quote_id == FxQuote.id),
+            )
+        )
+        or 0
+    )
 
 
 async def delete_quotes_expired_before(session: AsyncSession, cutoff: datetime) -> int:

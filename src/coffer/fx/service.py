@@ -54,6 +54,12 @@ class FxProviderError(AppError):
     default_message = "The exchange-rate provider failed"
 
 
+class TooManyQuotes(AppError):
+    code = "too_many_fx_quotes"
+    http_status = 429
+    default_message = "Too many open quotes; use one or let them expire"
+
+
 class QuoteNotFound(AppError):
     code = "quote_not_found"
     http_status = 404
@@ -202,6 +208,11 @@ async def create_quote(
         raise ValidationFailed("A quote converts between two different currencies")
     send = parse_amount(amount, source, max_minor=settings.max_amount_minor)
     now = now or utcnow()
+    # A cap, not a ledger rule: concurrent requests may pass it together, by a few at most.
+    if await repository.count_open_quotes(session, user_id, now) >= (
+        settings.max_open_fx_quotes_per_user
+    ):
+        raise TooManyQuotes()
     book = await load_rates(session, settings, {source.code, target.code}, now)
     conversion = convert(
         send,
