@@ -18,6 +18,7 @@ from coffer.db import Database
 from coffer.edge.body_limit import BodyLimitMiddleware
 from coffer.edge.docs import install_docs
 from coffer.edge.headers import SecurityHeadersMiddleware
+from coffer.edge.openapi import complete_openapi
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.runner import JobRunner
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(api_router())
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     if settings.serves_docs:
         install_docs(app)
     return app
