@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     fx_refresh_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
     fx_max_age_seconds: int = Field(default=6 * 3600, ge=60)
     """A cached rate not refreshed for this long is refused (422 fx_rate_stale)."""
+    fx_max_jump_bps: int = Field(default=2000, ge=1, le=1_000_000)
+    """A fetched rate this far from the cached one (2000 bps = 20%) is refused, logged
+    (`fx.rate_jump_refused`) and held until `coffer fx confirm-rate --currency X`."""
+    fx_max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    """The provider's answer is cut off, and refused, past this size, while it streams."""
     fx_quote_ttl_seconds: int = Field(default=60, ge=10, le=3600)
     fx_spread_bps: int = Field(default=0, ge=0, le=1000)
     """Taken from the sent amount of a cross-currency transfer into system:fees:<ccy>

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import ResultRow
 from coffer.ledger.repository import is_postgres
-from coffer.models import Base, FxFixedRate, FxQuote, FxRate, Transfer
+from coffer.models import Base, FxFixedRate, FxQuote, FxRate, FxRateHold, Transfer
 
 _rates = Base.metadata.tables[FxRate.__tablename__]
 _fixed = Base.metadata.tables[FxFixedRate.__tablename__]
+_holds = Base.metadata.tables[FxRateHold.__tablename__]
 
 
 async def cached_rates(
@@ -61,6 +62,36 @@ async def upsert_cached_rates(session: AsyncSession, rows: Sequence[dict[str, An
             ),
             list(rows),
         )
+
+
+async def upsert_holds(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            _upsert(
+                session,
+                _holds,
+                ["base_currency", "currency"],
+                ["rate", "source", "published_at", "fetched_at"],
+            ),
+            list(rows),
+        )
+
+
+async def delete_holds(session: AsyncSession, base: str, currencies: Collection[str]) -> None:
+    if currencies:
+        await session.execute(
+            delete(FxRateHold).where(
+                FxRateHold.base_currency == base, FxRateHold.currency.in_(sorted(currencies))
+            )
+        )
+
+
+async def take_hold(session: AsyncSession, base: str, currency: str) -> FxRateHold | None:
+    """The held rate, removed from the holds (the caller caches it in the same transaction)."""
+    hold = await session.get(FxRateHold, (base, currency))
+    if hold is not None:
+        await session.delete(hold)
+    return hold
 
 
 async def fixed_rates(session: AsyncSession, base: str) -> Sequence[FxFixedRate]:
