@@ -10,10 +10,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from coffer.app import create_app
+from coffer.db import Database
 from coffer.kit.exact_json import MAX_DEPTH, nesting_depth_exceeds
 from coffer.settings import Settings
+from tests.fixtures.factories import make_user
 from tests.fixtures.fx import set_fixed_rates
-from tests.fixtures.http import API, Caller, key_headers
+from tests.fixtures.http import API, Caller, key_headers, new_session_token
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SignIn = Callable[..., Awaitable[Caller]]
 JSON = {"content-type": "application/json"}
@@ -197,3 +202,42 @@ async def test_open_fx_quotes_are_capped_per_user(
         429,
         "too_many_fx_quotes",
     )
+
+
+async def test_limits_are_shared_by_every_process_through_redis(database_url: str) -> None:
+    settings = Settings(
+        database_url=database_url,
+        worker_mode="external",
+        database_pool_size=2,
+        redis_url=REDIS_URL,
+        rate_limit_per_user="4/minute",
+    )
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            user = (await make_user(session)).user
+        token = await new_session_token(database, settings, user.id)
+    finally:
+        await database.dispose()
+    headers = {"Authorization": f"Bearer {token}"}
+    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"  # a window of its own
+    first, second = create_app(settings), create_app(settings)
+    async with first.router.lifespan_context(first), second.router.lifespan_context(second):
+        async with client_from(first, ip) as one, client_from(second, ip) as two:
+            answers = [
+                await (one if turn % 2 else two).get(f"{API}/wallet/balance", headers=headers)
+                for turn in range(5)
+            ]
+    assert [a.status_code for a in answers[:4]] == [200] * 4
+    assert_rate_limited(answers[4])
+
+
+async def test_a_body_on_a_route_that_takes_none_is_ignored(
+    client: httpx.AsyncClient, sign_in: SignIn
+) -> None:
+    caller = await sign_in()
+    for body in (deep_list(450), "not json at all"):
+        response = await client.request(
+            "GET", f"{API}/wallet/balance", content=body, headers={**caller.headers, **JSON}
+        )
+        assert response.status_code == 200
