@@ -126,6 +126,7 @@ def test_unhandled_exception_is_a_500_envelope_without_a_traceback(
     assert response.status_code == 500
     _assert_error_envelope(response.json(), 500, "internal_error")
     assert response.headers["x-request-id"] == "boom-request-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert "Traceback" not in response.text
     assert leaked_detail not in response.text
 

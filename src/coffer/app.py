@@ -90,8 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: the request id and security headers wrap everything (refusals
-    included), CORS answers preflights before the body cap, the body cap wraps the routes."""
+    """Added innermost first: security headers wrap everything (the request-id middleware's
+    own 500 included), CORS answers preflights before the body cap, the body cap wraps the
+    routes."""
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -102,7 +103,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=CORS_RESPONSE_HEADERS,
             max_age=600,
         )
+    app.add_middleware(RequestContextMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware, api_prefix=API_PREFIX, behind_tls=settings.behind_tls
     )
-    app.add_middleware(RequestContextMiddleware)
