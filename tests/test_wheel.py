@@ -1,4 +1,5 @@
-"""An installed wheel is self-sufficient: it migrates and serves with no source tree around.
+"""An installed wheel is self-sufficient: it migrates, serves and documents itself with no
+source tree around.
 
 Built with hatchling, installed into a fresh virtualenv offline (the locked runtime
 dependencies from uv's cache, then the wheel), and run from an empty directory.
@@ -101,7 +102,13 @@ def test_an_installed_wheel_migrates_and_serves_from_an_empty_directory(tmp_path
     )
     try:
         ready = _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+        # The documentation's assets come from the installed packages, not a CDN.
+        assets = [
+            httpx.get(f"http://127.0.0.1:{port}/docs/assets/{name}", timeout=10)
+            for name in ("swagger-init.js", "swagger-ui-bundle.js", "redoc.standalone.js")
+        ]
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert ready.json()["data"]["status"] == "ready", stderr[-2000:]
+    assert [asset.status_code for asset in assets] == [200, 200, 200]
