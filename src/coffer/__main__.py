@@ -308,6 +308,22 @@ def fx_refresh() -> None:
     typer.echo(f"rates cached: {_run(work)}")
 
 
+@fx_app.command("confirm-rate")
+def fx_confirm_rate(
+    currency: Annotated[str, typer.Option(help="ISO 4217 code of the held rate, e.g. NGN.")],
+) -> None:
+    """Believe a fetched rate that was held for jumping past COFFER_FX_MAX_JUMP_BPS."""
+
+    async def work(database: Database, settings: Settings) -> Decimal:
+        async with database.transaction() as session:
+            return await fx.confirm_held_rate(session, settings.fx_base_currency, currency)
+
+    rate = format(_run(work), "f")
+    typer.echo(
+        f"rate confirmed and cached: 1 {get_settings().fx_base_currency} = {rate} {currency}"
+    )
+
+
 @fx_app.command("rates")
 def fx_rates() -> None:
     """List the cached rates with their source and when they were last refreshed."""

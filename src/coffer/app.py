@@ -9,16 +9,24 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from coffer.api import api_router
+from coffer.api import API_PREFIX, api_router
 from coffer.apikeys.ratelimit import ApiKeyRateLimiter
+from coffer.auth.request_limits import RequestLimits
 from coffer.db import Database
+from coffer.edge.body_limit import BodyLimitMiddleware
+from coffer.edge.docs import install_docs
+from coffer.edge.headers import SecurityHeadersMiddleware
+from coffer.edge.openapi import complete_openapi
 from coffer.health.endpoints import router as health_router
 from coffer.http import RequestContextMiddleware, install_error_handlers
 from coffer.jobs.celery_app import make_celery
 from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
+from coffer.kit.concurrency import ConcurrencyCap
+from coffer.kit.ratelimit import RateLimiter
 from coffer.logging import configure_logging
 from coffer.metrics.endpoints import MetricsMiddleware
 from coffer.metrics.endpoints import router as metrics_router
@@ -30,6 +38,8 @@ from coffer.transfers.batcher import TransferBatcher
 
 SHUTDOWN_PUBLISH_SECONDS = 5
 """How long shutdown waits for a publish in flight (what it leaves, the sweeper publishes)."""
+CORS_REQUEST_HEADERS = ["authorization", "content-type", "idempotency-key", "x-api-key", "prefer"]
+CORS_RESPONSE_HEADERS = ["x-request-id", "retry-after", "idempotent-replayed", "preference-applied"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,15 +88,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Wallets and a double-entry payments ledger",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by coffer.edge.docs, from local assets, when the settings allow.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
-    app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings)
+    rate_limiter = RateLimiter(settings.redis_url)
+    app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings, rate_limiter)
+    app.state.request_limits = RequestLimits(settings, rate_limiter)
+    app.state.transfer_waits = ConcurrencyCap(settings.max_transfer_waits_per_principal)
     app.state.migration_head = head_revision()
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    _install_middleware(app, settings)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router())
     app.include_router(sandbox_router)
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
+    if settings.serves_docs:
+        install_docs(app)
     return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Added innermost first: security headers wrap everything (the request-id middleware's
+    own 500 included), CORS answers preflights before the body cap, the body cap wraps the
+    routes."""
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware, api_prefix=API_PREFIX, behind_tls=settings.behind_tls
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+from starlette.exceptions import HTTPException
+
 
 class AppError(Exception):
     """A failure the client is told about: a stable code, a message and an HTTP status."""
@@ -46,6 +48,15 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
     http_status = 503
     default_message = "Service unavailable"
+
+
+class BodyRefused(HTTPException):
+    """A request body refused while it is read (too large, nested too deep). An HTTPException,
+    because FastAPI's body reader turns every other exception into a bare 400."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(status_code=status_code, detail=message)
+        self.code = code
 
 
 def envelope(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from decimal import Decimal
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Request
@@ -19,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coffer.db import Database, unavailable_reason
-from coffer.errors import AppError, envelope, status_phrase
+from coffer.errors import AppError, BodyRefused, envelope, status_phrase
+from coffer.kit import exact_json
 from coffer.schemas import ErrorEnvelope
 from coffer.settings import Settings
 
@@ -130,7 +129,10 @@ async def _app_error(_: Request, error: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)  # noqa: S101
-    code = _HTTP_ERROR_CODES.get(error.status_code, "http_error")
+    if isinstance(error, BodyRefused):
+        code = error.code
+    else:
+        code = _HTTP_ERROR_CODES.get(error.status_code, "http_error")
     message = error.detail if isinstance(error.detail, str) else status_phrase(error.status_code)
     return error_response(error.status_code, code, message, headers=error.headers)
 
@@ -155,18 +157,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise json.JSONDecodeError(f"{name} is not a number", name, 0)
-
-
 class ExactJSONRequest(Request):
-    """Parses JSON bodies with `Decimal` for every non-integer number, so an amount never
-    passes through a binary float, and refuses NaN and Infinity."""
+    """Parses JSON bodies with `coffer.kit.exact_json` (Decimal numbers, bounded depth)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            body = await self.body()
-            self._json = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
+            self._json = exact_json.loads(await self.body())
         return self._json
 
 

@@ -57,6 +57,33 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=90)
     redis_url: str | None = None
 
+    # Resource limits (issue 12)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest request body accepted, on every route (webhooks included); 413
+    `payload_too_large` beyond it, before authentication and without reading the rest."""
+    rate_limit_per_ip: str = "3000/minute"
+    """`limits` notation. Requests to authenticated routes from one client IP (429
+    `rate_limited` + Retry-After); shared through Redis when COFFER_REDIS_URL is set."""
+    rate_limit_per_user: str = "1200/minute"
+    """Requests of one signed-in user (API keys: COFFER_API_KEY_RATE_LIMIT_PER_MINUTE)."""
+    failed_auth_limit_per_ip: str = "30/minute"
+    """Bad Bearer tokens and bad API keys one IP may send before it is refused outright."""
+    max_transfer_waits_per_principal: int = Field(default=10, ge=1, le=1000)
+    """Concurrent `Prefer: wait` status requests one user or key may hold open per process."""
+    max_open_fx_quotes_per_user: int = Field(default=20, ge=1, le=10_000)
+    """Unexpired, unused FX quotes one user may hold; more answer 429 `too_many_fx_quotes`."""
+
+    # Production profile (issue 12)
+    docs_enabled: bool | None = None
+    """Serve /docs, /redoc and /openapi.json. Unset: on in development and test, off in
+    production."""
+    behind_tls: bool = False
+    """Send HSTS on every response, for a TLS terminator that does not set X-Forwarded-Proto
+    (with it, HSTS follows the request's scheme as uvicorn's trusted-proxy handling sets it)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins allowed to call the API (`https://app.example.com,...` or a JSON list).
+    Empty: no CORS headers at all, so browsers keep other origins out."""
+
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
 
@@ -168,6 +195,11 @@ class Settings(BaseSettings):
     fx_refresh_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
     fx_max_age_seconds: int = Field(default=6 * 3600, ge=60)
     """A cached rate not refreshed for this long is refused (422 fx_rate_stale)."""
+    fx_max_jump_bps: int = Field(default=2000, ge=1, le=1_000_000)
+    """A fetched rate this far from the cached one (2000 bps = 20%) is refused, logged
+    (`fx.rate_jump_refused`) and held until `coffer fx confirm-rate --currency X`."""
+    fx_max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    """The provider's answer is cut off, and refused, past this size, while it streams."""
     fx_quote_ttl_seconds: int = Field(default=60, ge=10, le=3600)
     fx_spread_bps: int = Field(default=0, ge=0, le=1000)
     """Taken from the sent amount of a cross-currency transfer into system:fees:<ccy>
@@ -227,9 +259,9 @@ class Settings(BaseSettings):
             raise ValueError(f"COFFER_BROKER_URL must start with one of {sorted(BROKER_SCHEMES)}")
         return value
 
-    @field_validator("supported_currencies", mode="before")
+    @field_validator("supported_currencies", "cors_origins", mode="before")
     @classmethod
-    def _split_currencies(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
@@ -245,6 +277,21 @@ class Settings(BaseSettings):
         if unknown or not codes:
             raise ValueError(f"unknown or no currencies: {unknown}; known: {sorted(CURRENCIES)}")
         return codes
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, _, host = origin.partition("://")
+            if scheme not in ("http", "https") or not host or "/" in host or origin == "*":
+                raise ValueError(f"COFFER_CORS_ORIGINS: {origin!r} is not an origin")
+        return value
+
+    @property
+    def serves_docs(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.env is not Environment.PRODUCTION
 
     @property
     def is_live_mode(self) -> bool:
@@ -285,6 +332,9 @@ class Settings(BaseSettings):
         "code_rate_limit_per_ip",
         "email_rate_limit_per_account",
         "email_rate_limit_per_ip",
+        "rate_limit_per_ip",
+        "rate_limit_per_user",
+        "failed_auth_limit_per_ip",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

@@ -19,7 +19,8 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.apikeys.authenticator import authenticate_api_key
+from coffer.apikeys.authenticator import InvalidApiKey, authenticate_api_key
+from coffer.auth.request_limits import RequestLimits
 from coffer.errors import AppError
 from coffer.http import Session
 from coffer.identity.tokens import InvalidToken, decode_token
@@ -128,6 +129,20 @@ async def authenticate_access_token(
 
 
 async def get_principal(request: Request, session: Session) -> Principal:
+    limits: RequestLimits = request.app.state.request_limits
+    ip = request.client.host if request.client else None
+    await limits.before_authentication(ip)
+    try:
+        principal = await _authenticate(request, session)
+    except (InvalidToken, InvalidApiKey):
+        await limits.authentication_failed(ip)
+        raise
+    if not principal.is_api_key:
+        await limits.user_request(principal.user_id.hex)
+    return principal
+
+
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     settings: Settings = request.app.state.settings
     api_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")

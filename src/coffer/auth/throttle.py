@@ -1,30 +1,24 @@
 """Throttling of guessable endpoints (passwords, codes, code emails) with the `limits` library.
 
-Each action has a limit per account and per client IP, in a moving window, kept in memory or,
-when COFFER_REDIS_URL is set, in Redis so every API process shares the count. Accounts are
-keyed by a keyed hash of the identifier (no emails in Redis). A refused attempt answers 429 with
+Each action has a limit per account and per client IP, in a moving window of the shared limiter
+(`coffer.kit.ratelimit`), kept in memory or, when COFFER_REDIS_URL is set, in Redis so every
+API process shares the count. Accounts are keyed by a keyed hash of the identifier (no emails
+in Redis). A refused attempt answers 429 with
 `Retry-After`. If Redis is down the throttle lets requests through rather than lock everyone out.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from enum import StrEnum
 
-import structlog
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from starlette.exceptions import HTTPException
 
 from coffer.errors import AppError
 from coffer.identity.service import normalize_email, normalize_phone
 from coffer.kit.crypto import keyed_hash
+from coffer.kit.ratelimit import RateLimiter
 from coffer.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 
 class Action(StrEnum):
@@ -39,14 +33,7 @@ class Action(StrEnum):
 class Throttle:
     def __init__(self, settings: Settings, *, key_prefix: str = "coffer") -> None:
         self.settings = settings
-        storage: Storage
-        if settings.redis_url:
-            storage = RedisStorage(
-                f"async+{settings.redis_url}", implementation="redispy", key_prefix=key_prefix
-            )
-        else:
-            storage = MemoryStorage()
-        self.limiter = MovingWindowRateLimiter(storage)
+        self.limiter = RateLimiter(settings.redis_url, key_prefix=key_prefix)
         self.limits: dict[Action, tuple[RateLimitItem, RateLimitItem]] = {
             Action.LOGIN: (
                 parse(settings.login_rate_limit_per_account),
@@ -63,19 +50,8 @@ class Throttle:
         }
 
     async def _hit(self, item: RateLimitItem, action: Action, scope: str, key: str) -> None:
-        try:
-            if await self.limiter.hit(item, action, scope, key):
-                return
-            stats = await self.limiter.get_window_stats(item, action, scope, key)
-        except Exception as error:  # a storage outage must not become a 500
-            log.error("throttle.storage_unavailable", error_type=type(error).__name__)
-            return
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        log.info("throttle.refused", action=action, scope=scope)
-        raise HTTPException(
-            status_code=429,
-            detail="Too many attempts; try again later",
-            headers={"Retry-After": str(retry_after)},
+        await self.limiter.hit(
+            item, action, scope, key, message="Too many attempts; try again later"
         )
 
     async def check(self, action: Action, *, account: str | None, ip: str | None) -> None:

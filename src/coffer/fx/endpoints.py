@@ -19,7 +19,7 @@ router = APIRouter(prefix="/fx", tags=["fx"], route_class=ExactJSONRoute)
     status_code=201,
     summary="Quote a conversion; a transfer naming the quote gets its rate",
     response_model=Envelope[Quote],
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 422, 429),
 )
 async def create_quote(
     body: QuoteCreate, principal: TransferWriter, session: Session, request: Request

@@ -21,7 +21,7 @@ from coffer.fx.service import FxProviderError, RateSnapshot
 from coffer.settings import FxProviderName, Settings
 
 HTTP_TIMEOUT_SECONDS = 10.0
-MAX_RESPONSE_BYTES = 1_000_000
+DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 
 
 class RateProvider(Protocol):
@@ -83,8 +83,10 @@ class ExchangeRateApi:
         api_key: SecretStr,
         *,
         timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._max_response_bytes = max_response_bytes
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout_seconds = timeout_seconds
@@ -93,20 +95,21 @@ class ExchangeRateApi:
     async def fetch(self, base: str) -> RateSnapshot:
         url = f"{self._base_url}/v6/{self._api_key.get_secret_value()}/latest/{base}"
         try:
-            async with httpx.AsyncClient(
-                timeout=self._timeout_seconds, transport=self._transport
-            ) as client:
-                response = await client.get(url, headers={"accept": "application/json"})
+            async with (
+                httpx.AsyncClient(
+                    timeout=self._timeout_seconds, transport=self._transport
+                ) as client,
+                client.stream("GET", url, headers={"accept": "application/json"}) as response,
+            ):
+                body = await self._read_capped(response)
         except httpx.HTTPError as error:
             # `from None`: httpx's message names the URL, and the URL holds the API key.
             raise FxProviderError(
                 f"The rate provider could not be reached ({type(error).__name__})"
             ) from None
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise FxProviderError("The rate provider's answer is too large")
         http_failure = FxProviderError(f"The rate provider answered HTTP {response.status_code}")
         try:
-            snapshot = parse_latest(response.text, base)
+            snapshot = parse_latest(body.decode("utf-8", errors="replace"), base)
         except FxProviderError as error:
             # The provider's own error type says more than the status; an unparsable error
             # page says less.
@@ -116,6 +119,20 @@ class ExchangeRateApi:
         if response.status_code != httpx.codes.OK:
             raise http_failure
         return snapshot
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The body, read chunk by chunk and abandoned once it passes the cap (a declared
+        Content-Length over it is refused before any of it is read)."""
+        too_large = FxProviderError("The rate provider's answer is too large")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_response_bytes:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self._max_response_bytes:
+                raise too_large
+        return bytes(body)
 
 
 class FixedRates:
@@ -140,5 +157,9 @@ def build_provider(settings: Settings, database: Database) -> RateProvider:
     if settings.fx_provider is FxProviderName.EXCHANGERATE_API:
         if settings.fx_api_key is None:
             raise FxProviderError("COFFER_FX_API_KEY is not set")
-        return ExchangeRateApi(settings.fx_base_url, settings.fx_api_key)
+        return ExchangeRateApi(
+            settings.fx_base_url,
+            settings.fx_api_key,
+            max_response_bytes=settings.fx_max_response_bytes,
+        )
     return FixedRates(database)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import ResultRow
 from coffer.ledger.repository import is_postgres
-from coffer.models import Base, FxFixedRate, FxQuote, FxRate, Transfer
+from coffer.models import Base, FxFixedRate, FxQuote, FxRate, FxRateHold, Transfer
 
 _rates = Base.metadata.tables[FxRate.__tablename__]
 _fixed = Base.metadata.tables[FxFixedRate.__tablename__]
+_holds = Base.metadata.tables[FxRateHold.__tablename__]
 
 
 async def cached_rates(
@@ -62,6 +64,36 @@ async def upsert_cached_rates(session: AsyncSession, rows: Sequence[dict[str, An
         )
 
 
+async def upsert_holds(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            _upsert(
+                session,
+                _holds,
+                ["base_currency", "currency"],
+                ["rate", "source", "published_at", "fetched_at"],
+            ),
+            list(rows),
+        )
+
+
+async def delete_holds(session: AsyncSession, base: str, currencies: Collection[str]) -> None:
+    if currencies:
+        await session.execute(
+            delete(FxRateHold).where(
+                FxRateHold.base_currency == base, FxRateHold.currency.in_(sorted(currencies))
+            )
+        )
+
+
+async def take_hold(session: AsyncSession, base: str, currency: str) -> FxRateHold | None:
+    """The held rate, removed from the holds (the caller caches it in the same transaction)."""
+    hold = await session.get(FxRateHold, (base, currency))
+    if hold is not None:
+        await session.delete(hold)
+    return hold
+
+
 async def fixed_rates(session: AsyncSession, base: str) -> Sequence[FxFixedRate]:
     return (
         (await session.execute(select(FxFixedRate).where(FxFixedRate.base_currency == base)))
@@ -89,6 +121,22 @@ async def quotes_with_use(session: AsyncSession, quote_ids: Sequence[str]) -> di
         .where(FxQuote.id.in_(sorted(set(quote_ids))))
     )
     return {row.FxQuote.id: row for row in rows}
+
+
+async def count_open_quotes(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """The user's quotes that have not expired and no transfer used."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(FxQuote)
+            .where(
+                FxQuote.user_id == user_id,
+                FxQuote.expires_at > now,
+                ~exists().where(Transfer.quote_id == FxQuote.id),
+            )
+        )
+        or 0
+    )
 
 
 async def delete_quotes_expired_before(session: AsyncSession, cutoff: datetime) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from coffer.db import ResultRow
 from coffer.errors import AppError, ValidationFailed
 from coffer.fx import repository
 from coffer.fx.conversion import Conversion, convert, cross_rate
+from coffer.fx.guard import split_by_jump
 from coffer.kit.clock import utcnow
 from coffer.kit.money import CURRENCIES, Money, get_currency, parse_amount
 from coffer.models import FxQuote
@@ -52,6 +54,12 @@ class FxProviderError(AppError):
     code = "fx_provider_error"
     http_status = 502
     default_message = "The exchange-rate provider failed"
+
+
+class TooManyQuotes(AppError):
+    code = "too_many_fx_quotes"
+    http_status = 429
+    default_message = "Too many open quotes; use one or let them expire"
 
 
 class QuoteNotFound(AppError):
@@ -141,14 +149,20 @@ class RateSnapshot:
 
 
 async def store_snapshot(
-    session: AsyncSession, snapshot: RateSnapshot, source: str, now: datetime | None = None
+    session: AsyncSession,
+    snapshot: RateSnapshot,
+    source: str,
+    now: datetime | None = None,
+    *,
+    max_jump_bps: int | None = None,
 ) -> int:
     """Write a provider's rates into the cache; currencies coffer does not know are skipped.
+    With `max_jump_bps`, a rate that far from the cached one is held instead (coffer.fx.guard).
 
     Returns how many rates were stored.
     """
     fetched_at = now or utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "base_currency": snapshot.base,
             "currency": currency,
@@ -160,8 +174,44 @@ async def store_snapshot(
         for currency, rate in sorted(snapshot.rates.items())
         if currency in CURRENCIES and rate.is_finite() and rate > 0
     ]
+    held: list[dict[str, Any]] = []
+    if max_jump_bps is not None:
+        cached = await repository.cached_rates(
+            session, snapshot.base, source, [row["currency"] for row in rows]
+        )
+        rows, held = split_by_jump(rows, {r.currency: r.rate for r in cached}, max_jump_bps)
     await repository.upsert_cached_rates(session, rows)
+    await repository.upsert_holds(session, held)
+    # A rate back within bounds ends its hold: nothing is left for an operator to confirm.
+    await repository.delete_holds(session, snapshot.base, [row["currency"] for row in rows])
     return len(rows)
+
+
+class FxHoldNotFound(AppError):
+    code = "fx_hold_not_found"
+    http_status = 404
+    default_message = "No fetched rate is held for this currency"
+
+
+async def confirm_held_rate(session: AsyncSession, base: str, currency: str) -> Decimal:
+    """An operator believes a held rate: it enters the cache as fetched. Returns the rate."""
+    hold = await repository.take_hold(session, base, get_currency(currency).code)
+    if hold is None:
+        raise FxHoldNotFound()
+    await repository.upsert_cached_rates(
+        session,
+        [
+            {
+                "base_currency": hold.base_currency,
+                "currency": hold.currency,
+                "rate": hold.rate,
+                "source": hold.source,
+                "published_at": hold.published_at,
+                "fetched_at": hold.fetched_at,
+            }
+        ],
+    )
+    return hold.rate
 
 
 async def set_fixed_rate(
@@ -202,6 +252,11 @@ async def create_quote(
         raise ValidationFailed("A quote converts between two different currencies")
     send = parse_amount(amount, source, max_minor=settings.max_amount_minor)
     now = now or utcnow()
+    # A cap, not a ledger rule: concurrent requests may pass it together, by a few at most.
+    if await repository.count_open_quotes(session, user_id, now) >= (
+        settings.max_open_fx_quotes_per_user
+    ):
+        raise TooManyQuotes()
     book = await load_rates(session, settings, {source.code, target.code}, now)
     conversion = convert(
         send,

@@ -11,7 +11,7 @@ from coffer.db import Database
 from coffer.fx import service
 from coffer.fx.providers import RateProvider, build_provider
 from coffer.jobs.registry import job
-from coffer.settings import Settings
+from coffer.settings import FxProviderName, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +27,15 @@ async def refresh_rates(
     except service.FxProviderError as error:
         log.warning("fx.refresh_failed", provider=provider.name, reason=error.message)
         raise
+    # The operator's own fixed rates are trusted; a fetched rate must not jump.
+    fetched = provider.name != FxProviderName.FIXED
     async with database.transaction() as session:
-        stored = await service.store_snapshot(session, snapshot, provider.name)
+        stored = await service.store_snapshot(
+            session,
+            snapshot,
+            provider.name,
+            max_jump_bps=settings.fx_max_jump_bps if fetched else None,
+        )
         pruned = await service.prune_quotes(session)
     log.info("fx.rates_refreshed", provider=provider.name, rates=stored, quotes_pruned=pruned)
     return stored

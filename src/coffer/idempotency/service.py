@@ -15,13 +15,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.errors import AppError
 from coffer.idempotency import repository
 from coffer.jobs.outbox import enqueue
+from coffer.kit import exact_json
 from coffer.kit.clock import utcnow
 
 PURGE_JOB = "idempotency.purge_expired"
@@ -50,10 +50,11 @@ class StoredResponse:
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
     """What makes two requests "the same": method, path and the JSON body's content (key
-    order and spacing aside); a body that is not JSON counts byte for byte."""
+    order and spacing aside); a body that is not JSON counts byte for byte, and one nested too
+    deep is refused (422 `json_too_deep`) before anything recursive walks it."""
     try:
         content = json.dumps(
-            json.loads(body, parse_float=Decimal),
+            exact_json.loads(body),
             sort_keys=True,
             separators=(",", ":"),
             default=str,

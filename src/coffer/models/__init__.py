@@ -2,7 +2,7 @@
 
 from coffer.models.apikey import ApiKey, IdempotencyRecord
 from coffer.models.base import Base
-from coffer.models.fx import FxFixedRate, FxQuote, FxRate
+from coffer.models.fx import FxFixedRate, FxQuote, FxRate, FxRateHold
 from coffer.models.identity import (
     AuthSession,
     CodePurpose,
@@ -50,6 +50,7 @@ __all__ = [
     "FxFixedRate",
     "FxQuote",
     "FxRate",
+    "FxRateHold",
     "IdempotencyRecord",
     "InboxOutcome",
     "LedgerAccount",

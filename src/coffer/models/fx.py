@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, TypeDecorator, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, String, TypeDecorator, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,10 +60,26 @@ class FxRate(Base):
     """When a refresh last confirmed it; the age that COFFER_FX_MAX_AGE_SECONDS bounds."""
 
 
+class FxRateHold(Base):
+    """A fetched rate that moved more than COFFER_FX_MAX_JUMP_BPS from the cached one: kept
+    out of the cache (the old rate stays, and ages towards stale) until an operator confirms
+    it with `coffer fx confirm-rate`."""
+
+    __tablename__ = "fx_rate_holds"
+
+    base_currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    rate: Mapped[Decimal] = mapped_column(DecimalText)
+    source: Mapped[str] = mapped_column(String(32))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class FxQuote(Base):
     """A rate held for one user for a short while; a transfer naming it uses its terms once."""
 
     __tablename__ = "fx_quotes"
+    __table_args__ = (Index("ix_fx_quotes_user_id_expires_at", "user_id", "expires_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id"))

@@ -17,6 +17,7 @@ from coffer.auth.principal import Principal, Reader, TransferWriter
 from coffer.errors import AppError, ValidationFailed
 from coffer.http import AppSettings, DatabaseDependency, ExactJSONRoute, Session, error_responses
 from coffer.idempotency.dependency import REPLAYED_HEADER
+from coffer.kit.concurrency import ConcurrencyCap
 from coffer.models import TransferStatus
 from coffer.schemas import Envelope
 from coffer.settings import Settings
@@ -182,6 +183,7 @@ async def transfer_status(
     session: Session,
     database: DatabaseDependency,
     response: Response,
+    request: Request,
     prefer: PreferHeader = None,
 ) -> Envelope[TransferStatusOut]:
     view = await status.get_status(session, principal.user_id, reference)
@@ -189,9 +191,11 @@ async def transfer_status(
     if wait_seconds and not view.is_final:
         # End the request's transaction first: the wait holds no transaction or connection.
         await session.commit()
-        view = await status.wait_for_settlement(
-            database, principal.user_id, reference, wait_seconds
-        )
+        waits: ConcurrencyCap = request.app.state.transfer_waits
+        with waits.slot(principal.scope):
+            view = await status.wait_for_settlement(
+                database, principal.user_id, reference, wait_seconds
+            )
     if wait_seconds is not None:
         response.headers["Preference-Applied"] = f"wait={wait_seconds}"
     return Envelope(message=f"Transfer {view.status}", data=TransferStatusOut.of(view))

@@ -15,7 +15,7 @@ from coffer.transfers.status import TransferView
 class TransferCreate(RequestSchema):
     """Exactly one of wallet_number, email or phone names the recipient."""
 
-    wallet_number: str | None = Field(default=None, max_length=32, examples=["4921873365014"])
+    wallet_number: str | None = Field(default=None, max_length=32, examples=["4921873365012"])
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32, description="With country code")
     amount: AmountInput
