@@ -28,7 +28,8 @@ from tests.fixtures.http import API, Caller
 from tests.fixtures.identity import free_port
 
 COFFER = str(Path(sys.executable).parent / "coffer")
-START_TIMEOUT_SECONDS = 60
+START_TIMEOUT_SECONDS = 180
+"""Generous: on a loaded 2-core machine one worker start (imports) has taken over a minute."""
 
 
 def _assert_unavailable(response: httpx.Response) -> None:

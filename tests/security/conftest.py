@@ -18,6 +18,8 @@ PRODUCTION = {
     "env": "production",
     "secret_key": "a-production-secret-of-at-least-32-characters",
     "smtp_url": "smtp://127.0.0.1:2525",
+    # These tests are about the HTTP profile; a real provider needs keys they have no use for.
+    "sandbox_in_production": True,
 }
 
 
