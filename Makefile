@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
 SYNCED := $(VENV)/.synced
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http clean
+.PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-scaled clean
 
 help:
 	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
@@ -19,7 +19,7 @@ help:
 	@echo "                 workers, beat, Flower on :5555 (URLs from COFFER_DATABASE_URL and"
 	@echo "                 COFFER_BROKER_URL, localhost defaults); Ctrl-C stops all"
 	@echo "make test   lint, type-check and run every test"
-	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | clean"
+	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | bench-scaled | clean"
 
 .bootstrap/bin/uv: requirements/bootstrap.lock
 	$(PYTHON) -m venv .bootstrap
@@ -63,6 +63,9 @@ bench: $(SYNCED)
 
 bench-http: $(SYNCED)
 	$(BIN)/python bench/http_transfers.py $(BENCH_ARGS)
+
+bench-scaled: $(SYNCED)
+	$(BIN)/python bench/scaled_transfers.py $(BENCH_ARGS)
 
 lock: | $(UV)
 	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
