@@ -14,7 +14,7 @@ SYNCED := $(VENV)/.synced
 PYTEST_ARGS ?= -n 3
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks clean
+.PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks bench-scaled clean
 
 help:
 	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
@@ -22,7 +22,7 @@ help:
 	@echo "                 workers, beat, Flower on :5555 (URLs from COFFER_DATABASE_URL and"
 	@echo "                 COFFER_BROKER_URL, localhost defaults); Ctrl-C stops all"
 	@echo "make test   lint, type-check and run every test"
-	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | bench-webhooks | clean"
+	@echo "make lint | fmt | typecheck | lock | migrate | worker | bench | bench-http | bench-webhooks | bench-scaled | clean"
 
 .bootstrap/bin/uv: requirements/bootstrap.lock
 	$(PYTHON) -m venv .bootstrap
@@ -69,6 +69,9 @@ bench-http: $(SYNCED)
 
 bench-webhooks: $(SYNCED)
 	$(BIN)/python bench/webhook_intake.py $(BENCH_ARGS)
+
+bench-scaled: $(SYNCED)
+	$(BIN)/python bench/scaled_transfers.py $(BENCH_ARGS)
 
 lock: | $(UV)
 	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
