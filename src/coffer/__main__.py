@@ -11,6 +11,9 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 
+from coffer.check.bank import BankConfig
+from coffer.check.bank import run as run_bank_check
+from coffer.check.faults import FAULTS
 from coffer.db import Database
 from coffer.errors import AppError
 from coffer.fx import service as fx
@@ -32,10 +35,12 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
+check_app = typer.Typer(help="Check coffer's guarantees under faults.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
+app.add_typer(check_app, name="check")
 
 T = TypeVar("T")
 
@@ -275,6 +280,28 @@ def fx_rates() -> None:
 
     for line in _run(work):
         typer.echo(line)
+
+
+@check_app.command("bank")
+def check_bank(
+    seconds: Annotated[float, typer.Option(min=5, max=86_400, help="Driving time.")] = 60,
+    api_processes: Annotated[int, typer.Option(min=1, max=8, help="API processes.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="`coffer worker` processes.")] = 2,
+    faults: Annotated[
+        str, typer.Option(help="Comma-separated: kill-api, kill-worker, restart-db, slow-db.")
+    ] = ",".join(FAULTS),
+    seed: Annotated[int, typer.Option(help="Same seed, same schedule and requests.")] = 1,
+    clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients.")] = 4,
+) -> None:
+    """A Jepsen-style bank workload on a private PostgreSQL cluster under faults; exits 1 on
+    any violation (money created or lost, a request applied twice, a broken invariant)."""
+    chosen = tuple(name.strip() for name in faults.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(FAULTS))
+    if unknown:
+        typer.echo(f"error: unknown faults: {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    config = BankConfig(seconds, api_processes, workers, chosen, seed, clients)
+    raise typer.Exit(run_bank_check(config))
 
 
 def main() -> None:
