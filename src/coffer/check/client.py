@@ -189,3 +189,38 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> str:
             return token
         await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.1 * 2**attempt_number))
     raise RuntimeError(f"could not sign in as {email}")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRead:
+    """One `GET /wallet/transfer/{reference}/status` (with `Prefer: wait`) after a 202."""
+
+    reference: str
+    attempt: Attempt
+    status: str | None
+    """What the route said; None for an error (see `attempt`) or a 404."""
+
+
+async def read_status(
+    client: httpx.AsyncClient, token: str, reference: str, wait_seconds: int, epoch: float
+) -> StatusRead:
+    """Read once, as a client polling its transfer would; an error is recorded, not retried."""
+    started = time.monotonic()
+    status = None
+    try:
+        response = await client.get(
+            f"/api/v1/wallet/transfer/{reference}/status",
+            headers={"Authorization": f"Bearer {token}", "Prefer": f"wait={wait_seconds}"},
+            timeout=ATTEMPT_TIMEOUT_SECONDS + wait_seconds,
+        )
+    except httpx.TimeoutException:
+        result, code, http_status = AttemptResult.TIMEOUT, None, None
+    except httpx.TransportError:
+        result, code, http_status = AttemptResult.TRANSPORT, None, None
+    else:
+        result, code, _ = _classify(response)
+        http_status = response.status_code
+        if result is AttemptResult.ACCEPTED:
+            status = response.json()["data"]["status"]
+    attempt = Attempt(started - epoch, time.monotonic() - started, result, http_status, code)
+    return StatusRead(reference, attempt, status)

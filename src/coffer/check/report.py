@@ -80,13 +80,13 @@ def print_report(
     print("what clients saw, by fault window (sends started in the window):")
     print(
         f"  {'window':<58} {'sends':>6} {'errors':>7} {'err %':>6} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  errors by kind"
     )
     for row in stats:
         rate = 100 * row.errors / row.attempts if row.attempts else 0.0
         print(
             f"  {row.label[:58]:<58} {row.attempts:>6} {row.errors:>7} {rate:>5.1f}% "
-            f"{row.p50_ms:>8.0f} {row.p99_ms:>8.0f} {row.max_ms:>8.0f}"
+            f"{row.p50_ms:>8.0f} {row.p99_ms:>8.0f} {row.max_ms:>8.0f}  {row.error_kinds}"
         )
     print()
     print("verdict: " + ("PASS" if verdict.ok else "FAIL"))

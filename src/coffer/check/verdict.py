@@ -7,7 +7,7 @@ is money the system created or destroyed.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +35,10 @@ class Verdict:
     """Transfers no client asked for."""
     status_mismatches: int = 0
     """The status route tells the sender something other than the database holds."""
+    unknown_after_accept: int = 0
+    """A status read after a 202 that answered 404: the promise was not yet (or not) kept."""
+    status_contradictions: int = 0
+    """A final status read during the run that differs from the final outcome."""
     server_errors: int = 0
     """5xx answers other than 503."""
     error_but_applied: int = 0
@@ -58,6 +62,8 @@ class Verdict:
             "applied differently from asked": self.applied_differently,
             "transfers nobody asked for": self.unrequested,
             "status route disagrees with the database": self.status_mismatches,
+            "accepted transfer unknown to its status route": self.unknown_after_accept,
+            "status read contradicts the final outcome": self.status_contradictions,
             "5xx answers other than 503": self.server_errors,
             "errors-but-applied not confirmed by a replay": self.error_but_applied_unconfirmed,
             "ledger invariants failed": len(self.ledger_failures),
@@ -139,6 +145,14 @@ def judge(
         for reference, told in statuses.items()
         if reference in by_reference and told != by_reference[reference].status
     )
+    for read in recorder.status_reads:
+        final = by_reference.get(read.reference)
+        if read.attempt.status == 404:
+            verdict.unknown_after_accept += 1
+        elif read.status in ("completed", "failed") and (
+            final is None or final.status != read.status
+        ):
+            verdict.status_contradictions += 1
     _balance_model(verdict, holders, seen)
     verdict.ledger_failures = [
         f"{c.name}: {c.violations} ({c.detail})" for c in seen.ledger_checks if not c.ok
@@ -194,6 +208,8 @@ class WindowStats:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    error_kinds: str
+    """How the errors looked to the client: `unavailable 12, transport 2`."""
 
 
 def _percentile(values: Sequence[float], share: float) -> float:
@@ -209,7 +225,7 @@ def window_stats(recorder: Recorder, windows: Sequence[FaultWindow]) -> list[Win
         a
         for s in [*recorder.intents, *recorder.raced, *(d for _, d in recorder.duplicates)]
         for a in s.attempts
-    ]
+    ] + [read.attempt for read in recorder.status_reads]
     buckets: dict[str, list[Attempt]] = {"no fault": []}
     labels = []
     for window in windows:
@@ -233,6 +249,12 @@ def window_stats(recorder: Recorder, windows: Sequence[FaultWindow]) -> list[Win
                 _percentile(latencies, 0.5),
                 _percentile(latencies, 0.99),
                 latencies[-1] if latencies else 0.0,
+                ", ".join(
+                    f"{kind} {count}"
+                    for kind, count in sorted(
+                        Counter(str(a.result) for a in bucket if a.result.is_error).items()
+                    )
+                ),
             )
         )
     return stats

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import httpx
 
-from coffer.check.client import Intent, send
+from coffer.check.client import Intent, StatusRead, read_status, send
 from coffer.check.system import Holder
 
 TRANSFER_PATH = "/api/v1/wallet/transfer"
@@ -27,6 +27,9 @@ MAX_INTENTS_PER_CLIENT_SECOND = 40
 """A bound on requests, whatever the machine's speed."""
 REPLAYS_KEPT = 64
 """Accepted intents a client remembers to send again (duplicate keys)."""
+STATUS_READ_SHARE = 0.3
+"""Accepted transfers whose sender then reads their status, waiting up to STATUS_WAIT_SECONDS."""
+STATUS_WAIT_SECONDS = 2
 
 
 def _amount(rng: random.Random, currency: str) -> str:
@@ -134,6 +137,7 @@ class Recorder:
     """(original, the re-send with the original's key and body)."""
     raced: list[Intent] = field(default_factory=list)
     """The second of each pair sent concurrently with one key (the first is in `intents`)."""
+    status_reads: list[StatusRead] = field(default_factory=list)
 
     def add(self, intent: Intent) -> Intent:
         intent.number = len(self.intents)
@@ -191,6 +195,13 @@ async def run_client(
             if intent.accepted:
                 accepted.append(intent)
                 del accepted[:-REPLAYS_KEPT]
+                if rng.random() < STATUS_READ_SHARE:
+                    (reference,) = intent.references
+                    recorder.status_reads.append(
+                        await read_status(
+                            first, tokens[sender], reference, STATUS_WAIT_SECONDS, epoch
+                        )
+                    )
 
 
 async def drive(
