@@ -3,9 +3,9 @@
 Faults: `kill-api` SIGKILLs one API process (uvicorn's supervisor respawns it), `kill-worker`
 SIGKILLs one `coffer worker` (respawned a second later, as a process supervisor would),
 `restart-db` runs `pg_ctl restart -m fast` or `-m immediate` (a crash, recovered from the WAL),
-`slow-db` holds a lock on a hot table for a few seconds from a psql session. Each fault's window
-runs from its start until the system is whole again, plus a short tail, so the report can show
-what clients saw while it lasted.
+`slow-db` holds a lock on a hot table for 2-7 s from a psql session (past the client's timeout).
+Each fault's window runs from its start until the system is whole again, plus a short tail, so
+the report can show what clients saw while it lasted.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _variant(rng: random.Random, kind: str, occurrence: int) -> str:
             if occurrence <= 2
             else rng.choice(tuple(SLOW_DB_VARIANTS))
         )
-        return f"{name}:{rng.uniform(2.0, 4.0):.1f}"
+        return f"{name}:{rng.uniform(2.0, 7.0):.1f}"
     return str(rng.randrange(1_000_000))
 
 

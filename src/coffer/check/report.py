@@ -69,7 +69,8 @@ def print_report(
     print("reported (not violations):")
     print(
         f"  client saw an error, transfer applied: {verdict.error_but_applied} "
-        "(each must be confirmed by a replay with its key)"
+        "(each answered as applied by a retry or replay with its key), "
+        f"of which the client gave up on {verdict.gave_up_but_applied}"
     )
     print(f"  client saw an error, nothing applied:  {verdict.error_not_applied}")
     print()

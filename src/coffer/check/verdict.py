@@ -42,8 +42,12 @@ class Verdict:
     server_errors: int = 0
     """5xx answers other than 503."""
     error_but_applied: int = 0
+    """Requests whose client saw an error (a timeout, a dropped connection, 503) that were
+    applied: each must then be answered as applied, by a retry or by a replay at the end."""
+    gave_up_but_applied: int = 0
+    """Of those, ones whose client never got a definitive answer (replayed at the end)."""
     error_but_applied_unconfirmed: int = 0
-    """Of those, ones a replay with the same key did not answer as the applied transfer."""
+    """Of those, ones no retry or replay with the same key answered as the applied transfer."""
     error_not_applied: int = 0
     ledger_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -124,16 +128,17 @@ def judge(
         for reference in references:
             if reference not in by_reference or by_reference[reference].status == "pending":
                 verdict.lost += 1
+        saw_error = any(s.saw_error for s in sends)
         if row is None:
-            if all(s.unknown for s in sends):
-                verdict.error_not_applied += 1
+            verdict.error_not_applied += saw_error
             continue
+        verdict.error_but_applied += saw_error
         if row.status == "completed" and row.ledger_entry_id is None:
             verdict.lost += 1
         if not _asked_as_applied(sends[0], row, holders):
             verdict.applied_differently += 1
         if not accepted:
-            verdict.error_but_applied += 1
+            verdict.gave_up_but_applied += 1
     requested = set(grouped)
     verdict.unrequested = sum(1 for key in rows if key not in requested)
     verdict.applied_twice += sum(count - 1 for count in seen.entries_per_reference.values())
