@@ -34,6 +34,7 @@ HELP_VERBS = (
     ("wallets", "credit"),
     ("wallets", "debit"),
     ("ledger", "verify"),
+    ("check", "bank"),
 )
 _BALANCE = re.compile(r"balance=(\S+) NGN")
 

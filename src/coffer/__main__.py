@@ -28,6 +28,7 @@ from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
 from coffer.settings import FxProviderName, Settings, get_settings
+from coffer.supervisor import use_prompt_replacement
 from coffer.wallets import service as wallets
 
 app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no_args_is_help=True)
@@ -79,6 +80,7 @@ def serve(
     configure_logging(settings.log_level, json=settings.log_json)
     if settings.database_url.startswith("sqlite"):
         upgrade_to_head(settings.database_url)
+    use_prompt_replacement()
     uvicorn.run(
         "coffer.app:create_app",
         factory=True,

@@ -29,8 +29,8 @@ WINDOW_TAIL_SECONDS = 2.0
 WORKER_DOWN_SECONDS = 1.0
 RECOVERY_TIMEOUT_SECONDS = 180.0
 SLOW_DB_VARIANTS = {
-    # Blocks every balance update: the processor stalls, intake's balance pre-check waits.
-    "lock-ledger": "LOCK TABLE ledger_accounts IN EXCLUSIVE MODE",
+    # Blocks every read and write of a balance: the processor and intake's pre-check wait.
+    "lock-ledger": "LOCK TABLE ledger_accounts IN ACCESS EXCLUSIVE MODE",
     # Blocks every new transfer row: intake stalls; settlement keeps going.
     "lock-transfers": "LOCK TABLE transfers IN EXCLUSIVE MODE",
 }
