@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 
-from coffer.check.faults import FAULTS
+from coffer.check import FAULTS
 from coffer.db import Database
 from coffer.errors import AppError
 from coffer.fx import service as fx

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from coffer.check import FAULTS
 from coffer.check.cluster import ClusterError, find_bindir
-from coffer.check.faults import FAULTS
 from tests.fixtures.databases import IN_CI
 
 COFFER = str(Path(sys.executable).with_name("coffer"))

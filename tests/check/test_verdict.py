@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
+from coffer.check import FAULTS
 from coffer.check.client import Attempt, AttemptResult, Intent
-from coffer.check.faults import FAULTS, plan
+from coffer.check.faults import plan
 from coffer.check.observe import Observation, TransferRow
 from coffer.check.system import Holder
 from coffer.check.verdict import judge

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from coffer.check.cluster import Cluster
 from coffer.check.system import Coffer
 
-FAULTS = ("kill-api", "kill-worker", "restart-db", "slow-db")
 MIN_PER_FAULT = 2
 SECONDS_PER_FAULT = 40
 """In a long run each fault comes back about this often."""
