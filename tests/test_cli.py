@@ -26,7 +26,8 @@ from coffer.migrate import head_revision
 from coffer.wallets.numbers import is_valid_wallet_number
 from tests.fixtures.factories import fund, make_user
 
-CLI_TIMEOUT_SECONDS = 120
+CLI_TIMEOUT_SECONDS = 300
+"""Eight `--help` processes import coffer at once: minutes at a load of 25 on two cores."""
 HELP_VERBS = (
     ("serve",),
     ("worker",),
@@ -35,6 +36,7 @@ HELP_VERBS = (
     ("wallets", "credit"),
     ("wallets", "debit"),
     ("ledger", "verify"),
+    ("check", "bank"),
 )
 _BALANCE = re.compile(r"balance=(\S+) NGN")
 

@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 
+from coffer.check import FAULTS
 from coffer.db import Database
 from coffer.errors import AppError
 from coffer.fx import service as fx
@@ -38,6 +39,7 @@ from coffer.payments.providers.registry import providers_for
 from coffer.payments.reconciliation import reconcile
 from coffer.payments.rotation import reseal_batch
 from coffer.settings import FxProviderName, Settings, get_settings
+from coffer.supervisor import use_prompt_replacement
 from coffer.wallets import service as wallets
 
 app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no_args_is_help=True)
@@ -48,6 +50,7 @@ fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
 payments_app = typer.Typer(help="Deposits and withdrawals in doubt.", no_args_is_help=True)
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Background jobs an operator must look at.", no_args_is_help=True)
+check_app = typer.Typer(help="Check coffer's guarantees under faults.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
@@ -55,6 +58,7 @@ app.add_typer(fx_app, name="fx")
 app.add_typer(payments_app, name="payments")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(check_app, name="check")
 
 T = TypeVar("T")
 
@@ -93,6 +97,7 @@ def serve(
     configure_logging(settings.log_level, json=settings.log_json)
     if settings.database_url.startswith("sqlite"):
         upgrade_to_head(settings.database_url)
+    use_prompt_replacement()
     if workers > 1 and MULTIPROCESS_DIRECTORY not in os.environ:
         # Set before the workers start and import prometheus_client: /metrics of any of them
         # then reports all of them.
@@ -431,6 +436,30 @@ def jobs_retry(job_id: Annotated[int, typer.Argument(help="The dead job's id.")]
         typer.echo(f"error: no dead job has id {job_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"job {job_id} queued again")
+
+
+@check_app.command("bank")
+def check_bank(
+    seconds: Annotated[float, typer.Option(min=5, max=86_400, help="Driving time.")] = 60,
+    api_processes: Annotated[int, typer.Option(min=1, max=8, help="API processes.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="`coffer worker` processes.")] = 2,
+    faults: Annotated[
+        str, typer.Option(help="Comma-separated: kill-api, kill-worker, restart-db, slow-db.")
+    ] = ",".join(FAULTS),
+    seed: Annotated[int, typer.Option(help="Same seed, same schedule and requests.")] = 1,
+    clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients.")] = 4,
+) -> None:
+    """A Jepsen-style bank workload on a private PostgreSQL cluster under faults; exits 1 on
+    any violation (money created or lost, a request applied twice, a broken invariant)."""
+    chosen = tuple(name.strip() for name in faults.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(FAULTS))
+    if unknown:
+        typer.echo(f"error: unknown faults: {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    # Imported here: the checker's machinery (clients, cluster, report) is no other verb's cost.
+    from coffer.check.bank import BankConfig, run
+
+    raise typer.Exit(run(BankConfig(seconds, api_processes, workers, chosen, seed, clients)))
 
 
 def main() -> None:

@@ -1,0 +1,74 @@
+"""`coffer check bank` end to end: a private cluster, two API processes, two workers, every
+fault at least twice in 45 s, and a report of zeros.
+
+The check judges correctness only: on a loaded machine requests are slow and retried, which
+the report shows per fault window and never counts as a violation.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coffer.check import FAULTS
+from coffer.check.cluster import ClusterError, find_bindir
+from tests.fixtures.databases import IN_CI
+
+COFFER = str(Path(sys.executable).with_name("coffer"))
+RUN_TIMEOUT_SECONDS = 900
+"""45 s of driving, plus initdb, migrations, API start and settling on a busy machine."""
+
+
+def _require_postgres_binaries() -> None:
+    try:
+        find_bindir()
+    except ClusterError as error:
+        if IN_CI:
+            pytest.fail(f"{error} (CI=true requires it)")
+        pytest.skip(str(error))
+
+
+@pytest.mark.slow
+def test_bank_workload_under_every_fault_reports_zero_violations() -> None:
+    _require_postgres_binaries()
+    result = subprocess.run(
+        [
+            COFFER,
+            "check",
+            "bank",
+            "--seconds",
+            "45",
+            "--api-processes",
+            "2",
+            "--workers",
+            "2",
+            "--clients",
+            "3",
+            "--seed",
+            "11",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    report = result.stdout
+    assert result.returncode == 0, report + result.stderr[-3000:]
+    section = report.split("violations (each must be 0):\n", 1)[1].split("\n\n", 1)[0]
+    violations = re.findall(r"^  (ok  |FAIL) (.+?)\s+(\d+)$", section, re.MULTILINE)
+    assert len(violations) >= 12, report
+    assert all(verdict == "ok  " and count == "0" for verdict, _, count in violations), report
+    for currency in ("EUR", "NGN", "USD"):
+        assert re.search(rf"money created or destroyed, {currency}\s+0$", report, re.MULTILINE)
+    injected = re.findall(r"^\s+[\d.]+s (\S+) \(", report, re.MULTILINE)
+    for fault in FAULTS:
+        assert injected.count(fault) >= 2, report
+    assert "pg_ctl restart -m fast" in report
+    assert "pg_ctl restart -m immediate" in report
+    accepted = int(re.search(r"accepted (\d+),", report).group(1))  # type: ignore[union-attr]
+    assert accepted > 0, report
+    assert "verdict: PASS" in report

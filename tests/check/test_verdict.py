@@ -1,0 +1,113 @@
+"""The checker's own rules, without a cluster: the schedule and workload repeat per seed, and
+the judge flags what it must (money made from nothing, a key applied twice, a lost request)."""
+
+from __future__ import annotations
+
+import random
+
+from coffer.check import FAULTS
+from coffer.check.client import Attempt, AttemptResult, Intent
+from coffer.check.faults import plan
+from coffer.check.observe import Observation, TransferRow
+from coffer.check.system import Holder
+from coffer.check.verdict import judge
+from coffer.check.workload import OPERATIONS, Recorder
+
+HOLDERS = [
+    Holder("a@check.example.com", "1000000000001", "NGN", 100_000),
+    Holder("b@check.example.com", "1000000000002", "NGN", 100_000),
+]
+
+
+def test_same_seed_same_schedule_with_every_fault_twice() -> None:
+    first, again, other = plan(5, FAULTS, 45), plan(5, FAULTS, 45), plan(6, FAULTS, 45)
+    assert first == again
+    assert first != other
+    for fault in FAULTS:
+        assert sum(1 for f in first if f.kind == fault) >= 2
+    modes = {f.variant for f in first if f.kind == "restart-db"}
+    assert modes == {"fast", "immediate"}
+    assert all(0 < f.at_seconds < 45 for f in first)
+
+
+def test_same_seed_same_requests() -> None:
+    def requests(seed: int) -> list[tuple[str, str]]:
+        rng = random.Random(seed)
+        return [
+            (intent.key, str(intent.body))
+            for intent in (OPERATIONS[0].build(rng, HOLDERS, 0) for _ in range(20))
+        ]
+
+    assert requests(3) == requests(3)
+    assert requests(3) != requests(4)
+
+
+def _accepted(key: str, reference: str) -> Intent:
+    intent = Intent(
+        0,
+        "transfer_by_wallet",
+        0,
+        "/api/v1/wallet/transfer",
+        {"wallet_number": HOLDERS[1].wallet_number, "amount": "10.00"},
+        key,
+    )
+    intent.attempts.append(Attempt(1.0, 0.1, AttemptResult.ACCEPTED, 202, None, reference))
+    return intent
+
+
+def _row(key: str, reference: str) -> TransferRow:
+    return TransferRow(
+        reference,
+        HOLDERS[0].email,
+        key,
+        "completed",
+        None,
+        1000,
+        "NGN",
+        1000,
+        HOLDERS[0].wallet_number,
+        HOLDERS[1].wallet_number,
+        1,
+    )
+
+
+def _observed(rows: list[TransferRow], balances: tuple[int, int]) -> Observation:
+    wallets = {h.wallet_number: ("NGN", b) for h, b in zip(HOLDERS, balances, strict=True)}
+    return Observation(rows, wallets, {r.reference: 1 for r in rows}, [], 0.0, 0)
+
+
+def test_consistent_history_passes() -> None:
+    recorder = Recorder()
+    recorder.add(_accepted("k1", "T1"))
+    verdict = judge(recorder, HOLDERS, _observed([_row("k1", "T1")], (99_000, 101_000)), {})
+    assert verdict.ok, verdict.violations
+
+
+def test_money_from_nothing_is_a_violation() -> None:
+    recorder = Recorder()
+    recorder.add(_accepted("k1", "T1"))
+    verdict = judge(recorder, HOLDERS, _observed([_row("k1", "T1")], (99_000, 102_000)), {})
+    assert verdict.money_delta == {"NGN": 1000}
+    assert not verdict.ok
+
+
+def test_one_key_answered_with_two_references_is_applied_twice() -> None:
+    recorder = Recorder()
+    recorder.add(_accepted("k1", "T1"))
+    recorder.raced.append(_accepted("k1", "T2"))
+    rows = [_row("k1", "T1")]
+    verdict = judge(recorder, HOLDERS, _observed(rows, (99_000, 101_000)), {})
+    assert verdict.applied_twice == 1
+    assert verdict.lost == 1  # T2 was promised and does not exist
+    assert not verdict.ok
+
+
+def test_accepted_but_missing_is_lost_and_status_must_agree() -> None:
+    recorder = Recorder()
+    recorder.add(_accepted("k1", "T1"))
+    verdict = judge(recorder, HOLDERS, _observed([], (100_000, 100_000)), {"T1": None})
+    assert verdict.lost == 1
+    told_pending = judge(
+        recorder, HOLDERS, _observed([_row("k1", "T1")], (99_000, 101_000)), {"T1": "pending"}
+    )
+    assert told_pending.status_mismatches == 1
