@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.identity",
     "tests.fixtures.oidc",
+    "tests.fixtures.sms",
 ]

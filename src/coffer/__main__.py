@@ -1,8 +1,10 @@
-"""The `coffer` command line: serve, worker, migrate, users, wallets, ledger."""
+"""The `coffer` command line: serve, worker, migrate, users, keys, wallets, ledger, fx."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -11,12 +13,14 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 
+from coffer.apikeys import service as apikeys
 from coffer.db import Database
-from coffer.errors import AppError
+from coffer.errors import AppError, NotFound
 from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
-from coffer.identity.service import create_user, set_active
+from coffer.identity import repository as identity_repository
+from coffer.identity.service import create_user, normalize_email, reset_two_factor, set_active
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
@@ -31,8 +35,10 @@ app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="Operator actions on API keys.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
@@ -108,14 +114,22 @@ def migrate() -> None:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option(help="Email address (sign-in name).")],
-    password: Annotated[str, typer.Option(help="At least 10 characters.")],
     phone: Annotated[str | None, typer.Option(help="Phone number with country code.")] = None,
     name: Annotated[str | None, typer.Option(help="Full name: first and last.")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input."),
+    ] = False,
 ) -> None:
     """Create an active, verified user with a primary wallet; prints the user id and wallet
-    number."""
+    number. The password (at least 10 characters) is prompted for, or read from standard input
+    with --password-stdin; never an argument, which other users see in the process list."""
     first, _, last = (name or "").strip().partition(" ")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     async def work(database: Database, settings: Settings) -> tuple[str, str]:
         async with database.transaction() as session:
@@ -148,6 +162,38 @@ def users_reactivate(
         return str(user.id)
 
     typer.echo(f"user_id={_run(work)} active")
+
+
+@users_app.command("reset-2fa")
+def users_reset_two_factor(
+    email: Annotated[str, typer.Option(help="Email address of the user.")],
+) -> None:
+    """Turn off a user's 2FA (lost device, or an authenticator an attacker enrolled): every
+    session ends and the user is emailed."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            user = await identity_repository.get_by_email(session, normalize_email(email))
+            if user is None:
+                raise NotFound("No user has this email")
+            await reset_two_factor(session, user.id, settings=settings)
+        return str(user.id)
+
+    typer.echo(f"user_id={_run(work)} two_factor=off")
+
+
+@keys_app.command("expire")
+def keys_expire(
+    key_id: Annotated[uuid.UUID, typer.Argument(help="The API key's id.")],
+) -> None:
+    """Expire an API key now: it stops working at once; its owner may roll it over."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            key = await apikeys.expire(session, key_id)
+        return key.expires_at.isoformat()
+
+    typer.echo(f"key_id={key_id} expires_at={_run(work)}")
 
 
 def _adjust(

@@ -1,8 +1,10 @@
 """Engines, sessions and the unit of work.
 
 The session is the unit of work: a request or a job opens one transaction, services add to it
-and never commit, and the edge commits once. On SQLite every transaction starts with
-`BEGIN IMMEDIATE`, which serializes writers the way row locks do on PostgreSQL (DESIGN.md §4).
+and never commit, and the edge commits once (also when it ends in a `RecordedRefusal`, whose
+writes must persist). On SQLite every writing transaction starts with `BEGIN IMMEDIATE`, which
+serializes writers the way row locks do on PostgreSQL (DESIGN.md §4); a read-only one starts
+deferred, so it never waits for (or holds) the write lock.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from coffer.errors import RecordedRefusal
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 ResultRow: TypeAlias = Row[*tuple[Any, ...]]
 """A row of a Core query with any columns."""
 JOBS_ENQUEUED = "jobs_enqueued"
 """Key in `session.info`, set by the outbox when a job was written in this transaction."""
+_READ_ONLY = "coffer_read_only"
+"""Execution option of the read-only session factory's connections (SQLite: deferred BEGIN)."""
 
 
 def async_database_url(url: str) -> str:
@@ -63,7 +69,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -79,18 +86,35 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         self.jobs_committed_listeners: list[Callable[[], None]] = []
         """Called after a commit that enqueued jobs: the embedded runner wakes at once."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends, rolls back if it raises."""
+        """One unit of work: commits when the block ends, rolls back if it raises, except for
+        a `RecordedRefusal`, which is raised again once what it wrote is committed."""
+        refusal: RecordedRefusal | None = None
         async with self.sessionmaker() as session:
             async with session.begin():
-                yield session
+                try:
+                    yield session
+                except RecordedRefusal as error:
+                    refusal = error
             if session.info.pop(JOBS_ENQUEUED, False):
                 for listener in self.jobs_committed_listeners:
                     listener()
+        if refusal is not None:
+            raise refusal
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work, for what must be read before slow work (argon2) without
+        holding anything: on SQLite it starts deferred, so it takes no write lock."""
+        async with self.read_sessionmaker() as session, session.begin():
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import authenticate_api_key
-from coffer.errors import AppError
-from coffer.http import Session
+from coffer.errors import AppError, RecordedRefusal
+from coffer.http import DatabaseDependency, Session
 from coffer.identity.tokens import InvalidToken, decode_token
 from coffer.kit.clock import utcnow
 from coffer.models import AuthSession, Role, User
@@ -62,6 +62,14 @@ class SessionExpired(AppError):
     default_message = "The session has ended; sign in again"
 
 
+class SessionTimedOut(RecordedRefusal):
+    """Answered like `SessionExpired`, but the session's revocation is committed."""
+
+    code = "session_expired"
+    http_status = 401
+    default_message = "The session timed out after inactivity; sign in again"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: uuid.UUID
@@ -71,6 +79,8 @@ class Principal:
     """Set for a signed-in user (Bearer token)."""
     api_key_id: uuid.UUID | None = None
     """Set for a service acting through an API key."""
+    stepped_up_at: datetime | None = None
+    """The session's last fresh proof (sign-in or step-up); never set for an API key."""
 
     @property
     def is_api_key(self) -> bool:
@@ -112,7 +122,7 @@ async def authenticate_access_token(
             .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoke_reason="idle_timeout")
         )
-        raise SessionExpired("The session timed out after inactivity; sign in again")
+        raise SessionTimedOut()
     if not is_active:
         raise AccountInactive()
     if now - auth_session.last_seen_at >= _last_seen_write_interval(settings):
@@ -124,10 +134,15 @@ async def authenticate_access_token(
         role=Role(role),
         permissions=ALL_PERMISSIONS,
         session_id=auth_session.id,
+        stepped_up_at=auth_session.stepped_up_at,
     )
 
 
 async def get_principal(request: Request, session: Session) -> Principal:
+    return await _authenticate(request, session)
+
+
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     settings: Settings = request.app.state.settings
     api_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")
@@ -150,6 +165,15 @@ async def get_principal(request: Request, session: Session) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_user_principal_apart(request: Request, database: DatabaseDependency) -> Principal:
+    """A signed-in user, authenticated in a unit of work of its own that has committed when the
+    route starts: for routes that check a password, whose argon2 must not run while the
+    request's transaction holds anything (on SQLite, the write lock)."""
+    async with database.transaction() as session:
+        principal = await _authenticate(request, session)
+    return await require_user(principal)
 
 
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
@@ -177,6 +201,8 @@ async def require_admin(principal: CurrentPrincipal) -> Principal:
 
 
 UserPrincipal = Annotated[Principal, Depends(require_user)]
+UserPrincipalApart = Annotated[Principal, Depends(get_user_principal_apart)]
+"""Like `UserPrincipal`, but the request's `Session` is not begun by authenticating."""
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 Depositor = Annotated[Principal, Depends(require(Permission.DEPOSIT))]

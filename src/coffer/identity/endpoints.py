@@ -8,19 +8,23 @@ from authlib.integrations.starlette_client import StarletteOAuth2App
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from coffer.auth.principal import UserPrincipal
+from coffer.auth.principal import UserPrincipal, UserPrincipalApart
+from coffer.auth.step_up import StepUp, StepUpApart
 from coffer.auth.throttle import Action, throttle
-from coffer.http import ExactJSONRoute, Session, error_responses
+from coffer.http import DatabaseDependency, ExactJSONRoute, Session, error_responses
 from coffer.identity import google, service, sessions, totp
-from coffer.identity.refusals import RecordingSession
 from coffer.identity.schemas import (
     ChallengeOut,
+    CodeRequest,
+    EmailChangeRequest,
     LoginRequest,
     PasswordChangeRequest,
     PasswordRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
+    PendingChangeOut,
     PendingVerificationOut,
+    PhoneRequest,
     ProfileOut,
     ProfileUpdate,
     RecoveryCodesOut,
@@ -28,6 +32,7 @@ from coffer.identity.schemas import (
     RefreshRequest,
     RegisterRequest,
     ResendRequest,
+    StepUpRequest,
     TokensOut,
     TwoFactorDisableRequest,
     TwoFactorEnableRequest,
@@ -76,7 +81,10 @@ def _pending(pending: service.PendingVerification) -> PendingVerificationOut:
     "/register",
     status_code=201,
     summary="Sign up: emails a 6-digit code; the account works once it is verified",
-    responses=error_responses(409, 422, 429),
+    description="An address that already has an account is answered the same way (its owner "
+    "is emailed instead); a phone number given here is texted a code once the email is "
+    "verified, and counts only once that code is confirmed (`POST /me/phone/verify`).",
+    responses=error_responses(422, 429),
 )
 async def register(
     payload: RegisterRequest, request: Request, session: Session, settings: AppSettings
@@ -102,7 +110,7 @@ async def register(
     responses=error_responses(400, 409, 422, 429),
 )
 async def verify(
-    payload: VerifyRequest, request: Request, session: RecordingSession, settings: AppSettings
+    payload: VerifyRequest, request: Request, session: Session, settings: AppSettings
 ) -> Envelope[ProfileOut]:
     await throttle(request, Action.CODE, account=str(payload.verification_id))
     account = await service.verify_registration(
@@ -115,14 +123,17 @@ async def verify(
     "/verify/resend",
     status_code=202,
     summary="Email a new sign-up code (the previous one stops working)",
-    responses=error_responses(404, 409, 422, 429),
+    description="Answers the same whether or not the id names a pending sign-up.",
+    responses=error_responses(422, 429),
 )
 async def resend_verification(
     payload: ResendRequest, request: Request, session: Session, settings: AppSettings
-) -> Envelope[PendingVerificationOut]:
+) -> Envelope[None]:
     await throttle(request, Action.EMAIL, account=str(payload.verification_id))
-    pending = await service.resend_verification(session, settings, payload.verification_id)
-    return Envelope(status_code=202, message="A new code is on its way", data=_pending(pending))
+    await service.resend_verification(session, settings, payload.verification_id)
+    return Envelope(
+        status_code=202, message="If the sign-up is pending, a new code is on its way", data=None
+    )
 
 
 @auth_router.post(
@@ -133,12 +144,18 @@ async def resend_verification(
     responses=error_responses(401, 403, 422, 429),
 )
 async def login(
-    payload: LoginRequest, request: Request, session: Session, settings: AppSettings
+    payload: LoginRequest,
+    request: Request,
+    database: DatabaseDependency,
+    session: Session,
+    settings: AppSettings,
 ) -> SignInOut:
-    await throttle(request, Action.LOGIN, account=payload.email or payload.phone)
-    result = await service.login(
-        session, settings, email=payload.email, phone=payload.phone, password=payload.password
-    )
+    credentials = await service.read_credentials(database, email=payload.email, phone=payload.phone)
+    await throttle(request, Action.LOGIN, account=credentials.throttle_account)
+    result = await service.login(session, settings, credentials, payload.password)
+    if isinstance(result, service.TwoFactorChallenge):
+        message = "Password accepted; send a two-factor code to POST /auth/login/2fa"
+        return Envelope(message=message, data=sign_in_out(result))
     return Envelope(message="Signed in", data=sign_in_out(result))
 
 
@@ -151,7 +168,7 @@ async def login_two_factor(
     payload: TwoFactorLoginRequest, request: Request, session: Session, settings: AppSettings
 ) -> Envelope[TokensOut]:
     user_id = service.challenge_subject(settings, payload.challenge_token)
-    await throttle(request, Action.CODE, account=str(user_id))
+    await throttle(request, Action.CODE, account=f"user:{user_id}")
     signed_in = await service.complete_two_factor_login(
         session, settings, payload.challenge_token, payload.code
     )
@@ -164,7 +181,7 @@ async def login_two_factor(
     responses=error_responses(401, 403, 422),
 )
 async def refresh(
-    payload: RefreshRequest, session: RecordingSession, settings: AppSettings
+    payload: RefreshRequest, session: Session, settings: AppSettings
 ) -> Envelope[RefreshedOut]:
     tokens = await sessions.rotate_refresh_token(session, settings, payload.refresh_token)
     return Envelope(
@@ -212,7 +229,7 @@ async def request_password_reset(
 async def confirm_password_reset(
     payload: PasswordResetConfirm,
     request: Request,
-    session: RecordingSession,
+    session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
     await throttle(request, Action.CODE, account=payload.email)
@@ -223,22 +240,53 @@ async def confirm_password_reset(
 
 
 @auth_router.post(
+    "/step-up",
+    summary="Prove it is you again (password, or a 2FA code when 2FA is on): unlocks "
+    "sensitive actions on this session for COFFER_STEP_UP_TTL_SECONDS",
+    responses=error_responses(401, 403, 409, 422, 429),
+)
+async def step_up(
+    payload: StepUpRequest,
+    request: Request,
+    principal: UserPrincipalApart,
+    database: DatabaseDependency,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[None]:
+    account = f"user:{principal.user_id}"
+    await throttle(request, Action.CODE if payload.code else Action.LOGIN, account=account)
+    if principal.session_id is None:
+        raise service.InvalidCredentials()
+    await service.step_up(
+        database,
+        session,
+        settings,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        password=payload.password,
+        code=payload.code,
+    )
+    return Envelope(message="Stepped up", data=None)
+
+
+@auth_router.post(
     "/password/change",
-    summary="Change the password; the user's other sessions end",
+    summary="Change the password (needs a step-up); the user's other sessions end",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def change_password(
     payload: PasswordChangeRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUpApart,
+    database: DatabaseDependency,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
+    await throttle(request, Action.LOGIN, account=f"user:{principal.user_id}")
     await service.change_password(
         session,
         settings,
-        user_id=principal.user_id,
+        credentials=await service.read_user_credentials(database, principal.user_id),
         session_id=principal.session_id,
         current_password=payload.current_password,
         new_password=payload.new_password,
@@ -248,12 +296,12 @@ async def change_password(
 
 @auth_router.post(
     "/2fa/setup",
-    summary="Start 2FA: a new TOTP secret, its otpauth:// URI and QR code",
+    summary="Start 2FA (needs a step-up): a new TOTP secret, its otpauth:// URI and QR code",
     description="2FA is on only once `POST /auth/2fa/enable` confirms a code from it.",
     responses=error_responses(401, 403, 409),
 )
 async def setup_two_factor(
-    principal: UserPrincipal, session: Session, settings: AppSettings
+    principal: StepUp, session: Session, settings: AppSettings
 ) -> Envelope[TwoFactorSetupOut]:
     setup = await service.setup_two_factor(session, settings, principal.user_id)
     return Envelope(
@@ -264,17 +312,17 @@ async def setup_two_factor(
 
 @auth_router.post(
     "/2fa/enable",
-    summary="Turn 2FA on with a first code; answers the 10 single-use recovery codes",
+    summary="Turn 2FA on (needs a step-up) with a first code; answers the 10 recovery codes",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def enable_two_factor(
     payload: TwoFactorEnableRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUp,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[RecoveryCodesOut]:
-    await throttle(request, Action.CODE, account=str(principal.user_id))
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
     recovery_codes = await totp.enable(session, settings, principal.user_id, payload.code)
     return Envelope(
         message="Two-factor authentication is on; keep the recovery codes safe",
@@ -284,20 +332,21 @@ async def enable_two_factor(
 
 @auth_router.post(
     "/2fa/disable",
-    summary="Turn 2FA off with the password and a TOTP or recovery code",
+    summary="Turn 2FA off (needs a step-up) with the password and a TOTP or recovery code",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def disable_two_factor(
     payload: TwoFactorDisableRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUpApart,
+    database: DatabaseDependency,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
-    await throttle(request, Action.CODE, account=str(principal.user_id))
+    await throttle(request, Action.LOGIN, account=f"user:{principal.user_id}")
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
     await service.disable_two_factor(
-        session, settings, principal.user_id, payload.password, payload.code
+        database, session, settings, principal.user_id, payload.password, payload.code
     )
     return Envelope(message="Two-factor authentication is off", data=None)
 
@@ -325,7 +374,7 @@ async def google_sign_in(
     responses=error_responses(400, 401, 403, 404, 502),
 )
 async def google_callback(
-    session: RecordingSession,
+    session: Session,
     settings: AppSettings,
     client: GoogleClient,
     code: str | None = None,
@@ -365,10 +414,91 @@ async def update_me(
 async def deactivate_me(
     payload: PasswordRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: UserPrincipalApart,
+    database: DatabaseDependency,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
-    await service.deactivate(session, settings, principal.user_id, payload.password)
+    await throttle(request, Action.LOGIN, account=f"user:{principal.user_id}")
+    credentials = await service.read_user_credentials(database, principal.user_id)
+    await service.deactivate(session, settings, credentials, payload.password)
     return Envelope(message="Account deactivated", data=None)
+
+
+def _pending_change(pending: service.PendingChange) -> PendingChangeOut:
+    return PendingChangeOut(address=pending.address, expires_in=pending.expires_in)
+
+
+@me_router.post(
+    "/phone",
+    status_code=202,
+    summary="Add or change the phone number (needs a step-up): texts it a code",
+    description="The number counts (sign-in, payments by phone) only once "
+    "`POST /me/phone/verify` confirms the code; until then any verified number stays.",
+    responses=error_responses(401, 403, 422, 429),
+)
+async def request_phone(
+    payload: PhoneRequest,
+    request: Request,
+    principal: StepUp,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[PendingChangeOut]:
+    await throttle(request, Action.EMAIL, account=f"user:{principal.user_id}")
+    await throttle(request, Action.EMAIL, account=payload.phone)
+    pending = await service.request_phone(session, settings, principal.user_id, payload.phone)
+    return Envelope(status_code=202, message="A code is on its way", data=_pending_change(pending))
+
+
+@me_router.post(
+    "/phone/verify",
+    summary="Confirm the texted code: the number becomes the account's (and leaves any other)",
+    responses=error_responses(400, 401, 403, 409, 422, 429),
+)
+async def verify_phone(
+    payload: CodeRequest,
+    request: Request,
+    principal: UserPrincipal,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[ProfileOut]:
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
+    account = await service.verify_phone(session, settings, principal.user_id, payload.code)
+    return Envelope(message="Phone number verified", data=ProfileOut.of(account))
+
+
+@me_router.post(
+    "/email",
+    status_code=202,
+    summary="Change the email address (needs a step-up): emails the new address a code",
+    description="The address changes only once `POST /me/email/verify` confirms the code.",
+    responses=error_responses(401, 403, 422, 429),
+)
+async def request_email(
+    payload: EmailChangeRequest,
+    request: Request,
+    principal: StepUp,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[PendingChangeOut]:
+    await throttle(request, Action.EMAIL, account=f"user:{principal.user_id}")
+    await throttle(request, Action.EMAIL, account=payload.email)
+    pending = await service.request_email(session, settings, principal.user_id, payload.email)
+    return Envelope(status_code=202, message="A code is on its way", data=_pending_change(pending))
+
+
+@me_router.post(
+    "/email/verify",
+    summary="Confirm the code sent to the new address: it becomes the sign-in email",
+    responses=error_responses(400, 401, 403, 409, 422, 429),
+)
+async def verify_email(
+    payload: CodeRequest,
+    request: Request,
+    principal: UserPrincipal,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[ProfileOut]:
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
+    account = await service.verify_email(session, settings, principal.user_id, payload.code)
+    return Envelope(message="Email address changed", data=ProfileOut.of(account))

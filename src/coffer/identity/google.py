@@ -22,9 +22,8 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.errors import AppError
+from coffer.errors import AppError, RecordedRefusal
 from coffer.identity.crypto import keyed_hash, seal, unseal
-from coffer.identity.refusals import RecordedRefusal
 from coffer.kit.clock import utcnow
 from coffer.models import OAuthState
 from coffer.settings import Settings

@@ -1,6 +1,7 @@
 """Accounts, split by reason to change: `accounts` (shared errors, normalisation, creating a
-user), `signup`, `signin`, `passwords` and `profile`. Everything is re-exported here, so callers
-import `coffer.identity.service` as one module."""
+user), `signup`, `signin`, `passwords`, `profile`, `contacts` (proving phones and new emails),
+`two_factor` (2FA on/off, reset, step-up) and `messages` (every email and SMS text).
+Everything is re-exported here, so callers import `coffer.identity.service` as one module."""
 
 from coffer.identity.service.accounts import (
     Account,
@@ -25,40 +26,55 @@ from coffer.identity.service.accounts import (
     normalize_email,
     normalize_phone,
 )
+from coffer.identity.service.contacts import (
+    EmailTaken,
+    PendingChange,
+    PhoneTaken,
+    request_email,
+    request_phone,
+    verify_email,
+    verify_phone,
+)
 from coffer.identity.service.passwords import (
     change_password,
     request_password_reset,
     reset_password,
 )
-from coffer.identity.service.profile import (
-    deactivate,
-    disable_two_factor,
-    get_account,
-    set_active,
-    setup_two_factor,
-    update_profile,
-)
+from coffer.identity.service.profile import deactivate, get_account, set_active, update_profile
 from coffer.identity.service.signin import (
     TWO_FACTOR_CHALLENGE,
+    Credentials,
     challenge_subject,
     complete_two_factor_login,
     login,
+    read_credentials,
+    read_user_credentials,
     sign_in_with_google,
 )
 from coffer.identity.service.signup import register, resend_verification, verify_registration
+from coffer.identity.service.two_factor import (
+    disable_two_factor,
+    reset_two_factor,
+    setup_two_factor,
+    step_up,
+)
 
 __all__ = [
     "TWO_FACTOR_CHALLENGE",
     "Account",
     "AccountNotVerified",
     "AlreadyVerified",
+    "Credentials",
+    "EmailTaken",
     "InvalidChallenge",
     "InvalidCredentials",
     "InvalidEmail",
     "InvalidPhone",
     "NewUser",
     "PasswordNotSet",
+    "PendingChange",
     "PendingVerification",
+    "PhoneTaken",
     "SignedIn",
     "TwoFactorChallenge",
     "UserAlreadyExists",
@@ -77,13 +93,21 @@ __all__ = [
     "login",
     "normalize_email",
     "normalize_phone",
+    "read_credentials",
+    "read_user_credentials",
     "register",
+    "request_email",
     "request_password_reset",
+    "request_phone",
     "resend_verification",
     "reset_password",
+    "reset_two_factor",
     "set_active",
     "setup_two_factor",
     "sign_in_with_google",
+    "step_up",
     "update_profile",
+    "verify_email",
+    "verify_phone",
     "verify_registration",
 ]

@@ -22,7 +22,7 @@ from coffer.identity.passwords import (
 )
 from coffer.kit.clock import utcnow
 from coffer.models import Role, User, Wallet
-from coffer.settings import Settings, get_settings
+from coffer.settings import Settings
 from coffer.wallets import repository as wallet_repository
 from coffer.wallets import service as wallets
 
@@ -157,24 +157,24 @@ class PendingVerification:
 
 async def add_user(
     session: AsyncSession,
-    settings: Settings,
     *,
     email: str,
-    password: str | None,
+    password_hash: str | None,
     phone: str | None,
+    pending_phone: str | None,
     first_name: str | None,
     last_name: str | None,
     role: Role,
     is_verified: bool,
 ) -> User:
-    if password is not None:
-        check_password_policy(password)
+    """Insert the user; the password was hashed before (never inside the transaction)."""
     user = User(
-        email=normalize_email(email),
-        phone=normalize_phone(phone) if phone else None,
+        email=email,
+        phone=phone,
+        pending_phone=pending_phone,
         first_name=first_name,
         last_name=last_name,
-        password_hash=await hash_password(password, settings) if password is not None else None,
+        password_hash=password_hash,
         role=role,
         is_active=True,
         is_verified=is_verified,
@@ -204,13 +204,17 @@ async def create_user(
     settings: Settings | None = None,
 ) -> NewUser:
     """Create an active, verified user with their primary wallet in `currency` (operators,
-    Google sign-in, tests): nobody has to confirm a code."""
+    Google sign-in, tests): nobody has to confirm a code, and an operator's phone number is
+    taken as verified (the operator vouches for it)."""
+    if password is not None:
+        check_password_policy(password)
+    password_hash = await hash_password(password, settings) if password is not None else None
     user = await add_user(
         session,
-        settings or get_settings(),
-        email=email,
-        password=password,
-        phone=phone,
+        email=normalize_email(email),
+        password_hash=password_hash,
+        phone=normalize_phone(phone) if phone else None,
+        pending_phone=None,
         first_name=first_name,
         last_name=last_name,
         role=role,

@@ -1,5 +1,4 @@
-"""The account as its owner manages it: profile, deactivation, two-factor on and off, and the
-operator's switch."""
+"""The account as its owner manages it: profile and deactivation, and the operator's switch."""
 
 from __future__ import annotations
 
@@ -12,9 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys import service as apikeys
 from coffer.errors import NotFound
-from coffer.identity import repository, sessions, totp
-from coffer.identity.service.accounts import Account, account_of, get_user, normalize_email
-from coffer.identity.service.passwords import confirm_password
+from coffer.identity import repository, sessions
+from coffer.identity.service.accounts import (
+    Account,
+    InvalidCredentials,
+    account_of,
+    get_user,
+    normalize_email,
+)
+from coffer.identity.service.signin import Credentials, confirm_password
 from coffer.models import User
 from coffer.settings import Settings
 
@@ -38,12 +43,15 @@ async def update_profile(
 
 
 async def deactivate(
-    session: AsyncSession, settings: Settings, user_id: uuid.UUID, password: str
+    session: AsyncSession, settings: Settings, credentials: Credentials, password: str
 ) -> None:
     """The user closes their own access: every session and API key ends; only an admin can
-    reopen the account (reactivation restores sign-in, not the revoked keys)."""
-    user = await get_user(session, user_id)
-    await confirm_password(session, settings, user, password)
+    reopen the account (reactivation restores sign-in, not the revoked keys). The password is
+    checked before this unit of work starts."""
+    await confirm_password(settings, credentials, password)
+    if credentials.user_id is None:
+        raise InvalidCredentials()
+    user = await get_user(session, credentials.user_id)
     user.is_active = False
     await session.flush()
     await sessions.revoke_user_sessions(session, user.id, "deactivated")
@@ -64,23 +72,3 @@ async def set_active(session: AsyncSession, email: str, *, active: bool) -> User
     )
     user.is_active = active
     return user
-
-
-async def setup_two_factor(
-    session: AsyncSession, settings: Settings, user_id: uuid.UUID
-) -> totp.TotpSetup:
-    user = await get_user(session, user_id)
-    return await totp.begin_setup(session, settings, user.id, user.email)
-
-
-async def disable_two_factor(
-    session: AsyncSession, settings: Settings, user_id: uuid.UUID, password: str, code: str
-) -> None:
-    user = await get_user(session, user_id)
-    if not await totp.is_enabled(session, user.id):
-        raise totp.TwoFactorNotEnabled()
-    await confirm_password(session, settings, user, password)
-    if not await totp.verify_code(session, settings, user.id, code, allow_recovery=True):
-        raise totp.InvalidTwoFactorCode()
-    await totp.disable(session, user.id)
-    log.info("auth.two_factor_disabled", user_id=str(user.id))
