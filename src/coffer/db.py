@@ -10,7 +10,7 @@ deferred, so it never waits for (or holds) the write lock.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeAlias
 
 from sqlalchemy import Row, event
@@ -31,7 +31,10 @@ ResultRow: TypeAlias = Row[*tuple[Any, ...]]
 JOBS_ENQUEUED = "jobs_enqueued"
 """Key in `session.info`, set by the outbox when a job was written in this transaction."""
 _READ_ONLY = "coffer_read_only"
-"""Execution option of the read-only session factory's connections (SQLite: deferred BEGIN)."""
+"""Execution option of the read-only session factory's connections (SQLite: deferred BEGIN),
+and the `session.info` key that marks such a session."""
+_DATABASE = "coffer_database"
+"""Key in `session.info`: the `Database` the session belongs to."""
 
 
 def async_database_url(url: str) -> str:
@@ -93,11 +96,18 @@ class Database:
         """Called after a commit that enqueued jobs: the embedded runner wakes at once."""
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises, except for
-        a `RecordedRefusal`, which is raised again once what it wrote is committed."""
+        a `RecordedRefusal`, which is raised again once what it wrote is committed.
+
+        `read_only` (on SQLite): a deferred transaction, which neither waits for nor takes the
+        write lock; the few writes such a unit of work may need go through `writer_for`."""
         refusal: RecordedRefusal | None = None
-        async with self.sessionmaker() as session:
+        deferred = read_only and self.is_sqlite
+        factory = self.read_sessionmaker if deferred else self.sessionmaker
+        async with factory() as session:
+            session.info[_DATABASE] = self
+            session.info[_READ_ONLY] = deferred
             async with session.begin():
                 try:
                     yield session
@@ -109,12 +119,24 @@ class Database:
         if refusal is not None:
             raise refusal
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A read-only unit of work, for what must be read before slow work (argon2) without
         holding anything: on SQLite it starts deferred, so it takes no write lock."""
-        async with self.read_sessionmaker() as session, session.begin():
-            yield session
+        return self.transaction(read_only=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def writer_for(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Where a small write beside a request's reads goes (a last-seen stamp, a revocation): the
+    session itself, unless it is a read-only one on SQLite, whose deferred transaction could
+    not safely upgrade to the write lock (a writer that committed since its first read makes
+    the upgrade fail); then a short unit of work of its own, committed at once."""
+    if not session.info.get(_READ_ONLY):
+        yield session
+        return
+    database: Database = session.info[_DATABASE]
+    async with database.transaction() as apart:
+        yield apart

@@ -356,3 +356,27 @@ async def test_a_login_hashing_its_password_holds_no_write_lock_on_sqlite(
 
     assert balance.status_code == 200
     assert [r.status_code for r in answered] == [401, 401, 401]
+
+
+async def test_a_balance_read_does_not_queue_behind_a_writer_on_sqlite(
+    make_api: MakeApi, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite's database-wide write lock is what a read could wait for")
+    async with make_api() as api:
+        reader = await api.signed_in()
+        async with api.app.state.database.transaction() as writer:
+            # A writer holds SQLite's write lock (BEGIN IMMEDIATE) for as long as this block.
+            await writer.execute(
+                update(AuthSession)
+                .where(AuthSession.id == uuid.uuid4())
+                .values(revoke_reason="none")
+            )
+            # Before: every request began with BEGIN IMMEDIATE, so this read waited out the
+            # 30 s busy timeout behind the writer.
+            balance = await asyncio.wait_for(
+                api.client.get("/wallet/balance", headers=bearer(reader["access_token"])),
+                timeout=20,
+            )
+
+    assert balance.status_code == 200

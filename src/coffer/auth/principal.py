@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import authenticate_api_key
+from coffer.db import writer_for
 from coffer.errors import AppError, RecordedRefusal
 from coffer.http import DatabaseDependency, Session
 from coffer.identity.tokens import InvalidToken, decode_token
@@ -117,18 +118,22 @@ async def authenticate_access_token(
     if auth_session.revoked_at is not None or auth_session.expires_at <= now:
         raise SessionExpired()
     if now - auth_session.last_seen_at > timedelta(seconds=settings.session_idle_timeout_seconds):
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="idle_timeout")
-        )
+        async with writer_for(session) as writer:
+            await writer.execute(
+                update(AuthSession)
+                .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason="idle_timeout")
+            )
         raise SessionTimedOut()
     if not is_active:
         raise AccountInactive()
     if now - auth_session.last_seen_at >= _last_seen_write_interval(settings):
-        await session.execute(
-            update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now)
-        )
+        async with writer_for(session) as writer:
+            await writer.execute(
+                update(AuthSession)
+                .where(AuthSession.id == auth_session.id)
+                .values(last_seen_at=now)
+            )
     return Principal(
         user_id=claims.user_id,
         role=Role(role),

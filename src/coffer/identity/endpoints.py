@@ -11,7 +11,13 @@ from fastapi.responses import RedirectResponse
 from coffer.auth.principal import UserPrincipal, UserPrincipalApart
 from coffer.auth.step_up import StepUp, StepUpApart
 from coffer.auth.throttle import Action, throttle
-from coffer.http import DatabaseDependency, ExactJSONRoute, Session, error_responses
+from coffer.http import (
+    DatabaseDependency,
+    ExactJSONRoute,
+    Session,
+    WriteSession,
+    error_responses,
+)
 from coffer.identity import google, service, sessions, totp
 from coffer.identity.schemas import (
     ChallengeOut,
@@ -362,7 +368,7 @@ async def disable_two_factor(
     },
 )
 async def google_sign_in(
-    session: Session, settings: AppSettings, client: GoogleClient
+    session: WriteSession, settings: AppSettings, client: GoogleClient
 ) -> RedirectResponse:
     url = await google.authorization_url(session, settings, client)
     return RedirectResponse(url, status_code=302)
@@ -374,7 +380,7 @@ async def google_sign_in(
     responses=error_responses(400, 401, 403, 404, 502),
 )
 async def google_callback(
-    session: Session,
+    session: WriteSession,
     settings: AppSettings,
     client: GoogleClient,
     code: str | None = None,
