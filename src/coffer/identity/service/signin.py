@@ -53,18 +53,7 @@ class Credentials:
     password_hash: str | None
     throttle_account: str | None
     """Whose password allowance an attempt spends: `user:<id>` when the identifier names an
-    account (so its email and phone share one allowance), else the canonical identifier."""
-
-
-def _canonical(email: str | None, phone: str | None) -> str | None:
-    try:
-        if email is not None:
-            return normalize_email(email)
-        if phone is not None:
-            return normalize_phone(phone)
-    except (InvalidEmail, InvalidPhone):
-        return (email or phone or "").strip().lower() or None
-    return None
+    account (so its email and phone share one allowance), else the identifier as given."""
 
 
 async def find_by_identifier(
@@ -87,7 +76,8 @@ async def read_credentials(
     async with database.read() as session:
         user = await find_by_identifier(session, email=email, phone=phone)
     if user is None:
-        return Credentials(None, None, _canonical(email, phone))
+        # The throttle canonicalises the identifier (`coffer.auth.throttle.canonical_account`).
+        return Credentials(None, None, email if email is not None else phone)
     return Credentials(user.id, user.password_hash, throttle_key(user.id))
 
 
