@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.fx",
     "tests.fixtures.http",
+    "tests.fixtures.sms",
     "tests.fixtures.identity",
     "tests.fixtures.oidc",
     "tests.fixtures.paystack",

@@ -249,10 +249,20 @@ def test_production_settings_refuse_a_short_secret() -> None:
         Settings(env="production", secret_key=secrets.token_urlsafe(16))
 
 
+TWILIO = {
+    "sms_backend": "twilio",
+    "twilio_account_sid": "AC" + "0" * 32,
+    "twilio_auth_token": "token",
+    "twilio_from_number": "+15005550006",
+}
+
+
 def test_production_settings_accept_a_long_random_secret() -> None:
     secret = secrets.token_urlsafe(30)
     assert len(secret) == 40
 
-    settings = Settings(env="production", secret_key=secret, smtp_url="smtp://127.0.0.1:25")
+    settings = Settings(
+        env="production", secret_key=secret, smtp_url="smtp://127.0.0.1:25", **TWILIO
+    )
 
     assert settings.secret_key.get_secret_value() == secret

@@ -33,6 +33,8 @@ HELP_VERBS = (
     ("worker",),
     ("migrate",),
     ("users", "create"),
+    ("users", "reset-2fa"),
+    ("keys", "expire"),
     ("wallets", "credit"),
     ("wallets", "debit"),
     ("ledger", "verify"),
@@ -56,11 +58,14 @@ def _command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "coffer", *args]
 
 
-def coffer(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def coffer(
+    database_url: str, cwd: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         _command(args),
         env=_env(database_url),
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_SECONDS,
@@ -190,7 +195,14 @@ def test_users_create_prints_the_user_id_and_a_valid_wallet_number(
     email = f"cli-{uuid.uuid4().hex[:8]}@example.com"
 
     result = coffer(
-        db_url, tmp_path, "users", "create", "--email", email, "--password", "correct horse 1"
+        db_url,
+        tmp_path,
+        "users",
+        "create",
+        "--email",
+        email,
+        "--password-stdin",
+        stdin="correct horse 1\n",
     )
 
     assert result.returncode == 0, result.stderr
@@ -224,7 +236,14 @@ def test_users_create_refuses_a_duplicate_email(db_url: str, tmp_path: Path) -> 
     asyncio.run(existing_user())
 
     result = coffer(
-        db_url, tmp_path, "users", "create", "--email", email.upper(), "--password", "long enough 1"
+        db_url,
+        tmp_path,
+        "users",
+        "create",
+        "--email",
+        email.upper(),
+        "--password-stdin",
+        stdin="long enough 1\n",
     )
 
     assert result.returncode == 1
@@ -234,12 +253,37 @@ def test_users_create_refuses_a_duplicate_email(db_url: str, tmp_path: Path) -> 
 
 def test_users_create_refuses_a_weak_password(db_url: str, tmp_path: Path) -> None:
     result = coffer(
-        db_url, tmp_path, "users", "create", "--email", "weak@example.com", "--password", "short"
+        db_url,
+        tmp_path,
+        "users",
+        "create",
+        "--email",
+        "weak@example.com",
+        "--password-stdin",
+        stdin="short\n",
     )
 
     assert result.returncode == 1
     assert "weak_password" in result.stderr
     assert "short" not in result.stderr.replace("weak_password", "")
+    assert fetch(db_url, "SELECT COUNT(*) FROM users") == [(0,)]
+
+
+def test_users_create_takes_no_password_argument(db_url: str, tmp_path: Path) -> None:
+    # Arguments are visible to every local user (ps, /proc/<pid>/cmdline).
+    result = coffer(
+        db_url,
+        tmp_path,
+        "users",
+        "create",
+        "--email",
+        "argv@example.com",
+        "--password",
+        "correct horse 1",
+    )
+
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
     assert fetch(db_url, "SELECT COUNT(*) FROM users") == [(0,)]
 
 

@@ -140,3 +140,39 @@ async def test_ledger_tables_refuse_truncate_on_postgres(postgres_url: str) -> N
                 await connection.rollback()
     finally:
         await database.dispose()
+
+
+def test_0007_moves_unverified_phones_to_pending_and_back(
+    backend: str, fresh_database_url: Callable[..., str]
+) -> None:
+    url = fresh_database_url(migrate=False)
+    command.upgrade(alembic_config(url), "0006")
+    user_id = "7d2f0c8e-3f5a-4c1e-9a77-0a1b2c3d4e5f"
+
+    def insert_user(connection: Connection) -> None:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, phone, role, is_active, is_verified, created_at) "
+                "VALUES (:id, 'old@example.com', '+2348030000001', 'user', true, true, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            {
+                "id": user_id
+                if connection.dialect.name == "postgresql"
+                else user_id.replace("-", "")
+            },
+        )
+        connection.commit()
+
+    def phones(connection: Connection) -> Any:
+        return connection.execute(text("SELECT phone, pending_phone FROM users")).one()
+
+    def phone_only(connection: Connection) -> Any:
+        return connection.execute(text("SELECT phone FROM users")).scalar_one()
+
+    _inspect(url, insert_user)
+    command.upgrade(alembic_config(url), "0007")
+    assert tuple(_inspect(url, phones)) == (None, "+2348030000001")
+
+    command.downgrade(alembic_config(url), "0006")
+    assert _inspect(url, phone_only) == "+2348030000001"

@@ -1,10 +1,13 @@
-"""The `coffer` command line: serve, worker, beat, migrate, users, wallets, ledger, jobs."""
+"""The `coffer` command line: serve, worker, beat, migrate, users, keys, wallets, ledger, fx,
+payments, jobs, check."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -14,13 +17,15 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 
+from coffer.apikeys import service as apikeys
 from coffer.check import FAULTS
 from coffer.db import Database
-from coffer.errors import AppError
+from coffer.errors import AppError, NotFound
 from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
-from coffer.identity.service import create_user, set_active
+from coffer.identity import repository as identity_repository
+from coffer.identity.service import create_user, normalize_email, reset_two_factor, set_active
 from coffer.identity.totp import reseal_secrets
 from coffer.jobs import repository as jobs_repository
 from coffer.jobs.celery_app import app as celery
@@ -46,17 +51,17 @@ app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Operator adjustments to wallets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Inspect the ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys and encryption keys.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
 payments_app = typer.Typer(help="Deposits and withdrawals in doubt.", no_args_is_help=True)
-keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Background jobs an operator must look at.", no_args_is_help=True)
 check_app = typer.Typer(help="Check coffer's guarantees under faults.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(fx_app, name="fx")
 app.add_typer(payments_app, name="payments")
-app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(check_app, name="check")
 
@@ -163,14 +168,22 @@ def migrate() -> None:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option(help="Email address (sign-in name).")],
-    password: Annotated[str, typer.Option(help="At least 10 characters.")],
     phone: Annotated[str | None, typer.Option(help="Phone number with country code.")] = None,
     name: Annotated[str | None, typer.Option(help="Full name: first and last.")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input."),
+    ] = False,
 ) -> None:
     """Create an active, verified user with a primary wallet; prints the user id and wallet
-    number."""
+    number. The password (at least 10 characters) is prompted for, or read from standard input
+    with --password-stdin; never an argument, which other users see in the process list."""
     first, _, last = (name or "").strip().partition(" ")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     async def work(database: Database, settings: Settings) -> tuple[str, str]:
         async with database.transaction() as session:
@@ -203,6 +216,38 @@ def users_reactivate(
         return str(user.id)
 
     typer.echo(f"user_id={_run(work)} active")
+
+
+@users_app.command("reset-2fa")
+def users_reset_two_factor(
+    email: Annotated[str, typer.Option(help="Email address of the user.")],
+) -> None:
+    """Turn off a user's 2FA (lost device, or an authenticator an attacker enrolled): every
+    session ends and the user is emailed."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            user = await identity_repository.get_by_email(session, normalize_email(email))
+            if user is None:
+                raise NotFound("No user has this email")
+            await reset_two_factor(session, user.id, settings=settings)
+        return str(user.id)
+
+    typer.echo(f"user_id={_run(work)} two_factor=off")
+
+
+@keys_app.command("expire")
+def keys_expire(
+    key_id: Annotated[uuid.UUID, typer.Argument(help="The API key's id.")],
+) -> None:
+    """Expire an API key now: it stops working at once; its owner may roll it over."""
+
+    async def work(database: Database, settings: Settings) -> str:
+        async with database.transaction() as session:
+            key = await apikeys.expire(session, key_id)
+        return key.expires_at.isoformat()
+
+    typer.echo(f"key_id={key_id} expires_at={_run(work)}")
 
 
 def _adjust(

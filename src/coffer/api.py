@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from coffer.apikeys.endpoints import router as apikeys_router
 from coffer.fx.endpoints import router as fx_router
-from coffer.identity.endpoints import auth_router, me_router
+from coffer.identity.account_endpoints import me_router
+from coffer.identity.endpoints import auth_router
 from coffer.payments.endpoints import router as payments_router
 from coffer.payments.endpoints import webhook_router, withdraw_router
 from coffer.transfers.endpoints import router as transfers_router

@@ -1,15 +1,17 @@
 """Engines, sessions and the unit of work.
 
 The session is the unit of work: a request or a job opens one transaction, services add to it
-and never commit, and the edge commits once. On SQLite every transaction starts with
-`BEGIN IMMEDIATE`, which serializes writers the way row locks do on PostgreSQL (DESIGN.md §4).
+and never commit, and the edge commits once (also when it ends in a `RecordedRefusal`, whose
+writes must persist). On SQLite every writing transaction starts with `BEGIN IMMEDIATE`, which
+serializes writers the way row locks do on PostgreSQL (DESIGN.md §4); a read-only one starts
+deferred, so it never waits for (or holds) the write lock.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeAlias
 
 import structlog
@@ -24,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from coffer.errors import RecordedRefusal
+
 log = structlog.get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -35,6 +39,11 @@ ResultRow: TypeAlias = Row[*tuple[Any, ...]]
 """A row of a Core query with any columns."""
 JOBS_ENQUEUED = "jobs_enqueued"
 """Key in `session.info`, set by the outbox when a job was written in this transaction."""
+_READ_ONLY = "coffer_read_only"
+"""Execution option of the read-only session factory's connections (SQLite: deferred BEGIN),
+and the `session.info` key that marks such a session."""
+_DATABASE = "coffer_database"
+"""Key in `session.info`: the `Database` the session belongs to."""
 
 
 def async_database_url(url: str) -> str:
@@ -107,7 +116,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -123,19 +133,41 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         self.jobs_committed_listeners: list[Callable[[], None]] = []
         """Called after a commit that enqueued jobs: the embedded runner wakes at once."""
         self._last_pool_reset = 0.0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self.sessionmaker() as session:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends, rolls back if it raises, except for
+        a `RecordedRefusal`, which is raised again once what it wrote is committed.
+
+        `read_only` (on SQLite): a deferred transaction, which neither waits for nor takes the
+        write lock; the few writes such a unit of work may need go through `writer_for`."""
+        refusal: RecordedRefusal | None = None
+        deferred = read_only and self.is_sqlite
+        factory = self.read_sessionmaker if deferred else self.sessionmaker
+        async with factory() as session:
+            session.info[_DATABASE] = self
+            session.info[_READ_ONLY] = deferred
             async with session.begin():
-                yield session
+                try:
+                    yield session
+                except RecordedRefusal as error:
+                    refusal = error
             if session.info.pop(JOBS_ENQUEUED, False):
                 for listener in self.jobs_committed_listeners:
                     listener()
+        if refusal is not None:
+            raise refusal
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only unit of work, for what must be read before slow work (argon2) without
+        holding anything: on SQLite it starts deferred, so it takes no write lock."""
+        return self.transaction(read_only=True)
 
     async def reset_pool(self, reason: str) -> None:
         """Drop every pooled connection after the database went away: a restarted server
@@ -150,3 +182,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def writer_for(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Where a small write beside a request's reads goes (a last-seen stamp, a revocation): the
+    session itself, unless it is a read-only one on SQLite, whose deferred transaction could
+    not safely upgrade to the write lock (a writer that committed since its first read makes
+    the upgrade fail); then a short unit of work of its own, committed at once."""
+    if not session.info.get(_READ_ONLY):
+        yield session
+        return
+    database: Database = session.info[_DATABASE]
+    async with database.transaction() as apart:
+        yield apart

@@ -26,6 +26,16 @@ class AppError(Exception):
         super().__init__(self.message)
 
 
+class RecordedRefusal(AppError):
+    """A refusal whose writes must outlive it: an idle session's revocation, a wrong code's
+    counted attempt, a reused refresh token's revoked family.
+
+    The one mechanism for these: every unit of work (`Database.transaction`, so every request
+    and job) commits what was written before a `RecordedRefusal` and then lets it answer; any
+    other error rolls everything back.
+    """
+
+
 class NotFound(AppError):
     code = "not_found"
     http_status = 404

@@ -193,8 +193,19 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed once, when the route has returned."""
+    """The request's unit of work: committed once, when the route has returned. GET and HEAD
+    requests read: on SQLite their transaction is deferred, so a read never queues behind
+    (or blocks) writers. A GET route that writes takes `WriteSession`."""
+    read_only = request.method in _READ_ONLY_METHODS
+    async with get_database(request).transaction(read_only=read_only) as session:
+        yield session
+
+
+async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_database(request).transaction() as session:
         yield session
 
@@ -202,5 +213,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # Function scope: the commit happens before the response is sent, so a client never sees a
 # success that a failed commit then undoes (request scope would commit after sending).
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WriteSession = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
+"""The request's unit of work as a writing transaction whatever the method (GET routes that
+write, like the OAuth callback). Do not combine with `Session` in one route."""
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 DatabaseDependency = Annotated[Database, Depends(get_database)]

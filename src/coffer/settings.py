@@ -41,6 +41,13 @@ class FxProviderName(StrEnum):
     """ExchangeRate-API v6 `latest`, over HTTP."""
 
 
+class SmsBackend(StrEnum):
+    LOG = "log"
+    """Printed to standard output, like the console email backend (development only)."""
+    TWILIO = "twilio"
+    """Twilio's Messages API."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COFFER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -155,6 +162,12 @@ class Settings(BaseSettings):
     verification_code_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
     verification_code_max_attempts: int = Field(default=5, ge=1, le=20)
     """Wrong guesses after which a sign-up or reset code is dead (a new one must be sent)."""
+    verification_code_max_sends_per_hour: int = Field(default=5, ge=1, le=100)
+    """Codes one user may be sent per purpose per hour: each resend restarts the attempts, so
+    without a cap resending would hand out unlimited guesses."""
+    step_up_ttl_seconds: int = Field(default=600, ge=30, le=86_400)
+    """How long a fresh proof (password or TOTP, `POST /auth/step-up`) unlocks sensitive actions
+    (API keys, 2FA on/off, email, phone and password changes, payout destinations)."""
     two_factor_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     """How long the password step of a 2FA login stays good for the code step."""
     login_rate_limit_per_account: str = "10/minute"
@@ -166,6 +179,9 @@ class Settings(BaseSettings):
     email_rate_limit_per_account: str = "5/hour"
     """Code emails (sign-up, resend, password reset) per address, so nobody is mail-bombed."""
     email_rate_limit_per_ip: str = "30/hour"
+    recipient_lookup_misses_per_principal: str = "20/hour"
+    """Transfers by email or phone that find nobody, per user or API key: past it, every
+    transfer by email or phone answers 429 until the window moves (no probing for accounts)."""
     google_client_id: str | None = None
     """Unset: Google sign-in answers 404 `provider_not_configured`."""
     google_client_secret: SecretStr | None = None
@@ -184,6 +200,16 @@ class Settings(BaseSettings):
     """Upgrade an `smtp://` connection with STARTTLS before sending credentials or mail."""
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     email_from: str = "coffer <no-reply@coffer.localhost>"
+
+    # Text messages (phone verification codes)
+    sms_backend: SmsBackend = SmsBackend.LOG
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    """The sending number (E.164); or set COFFER_TWILIO_MESSAGING_SERVICE_SID instead."""
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    sms_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     # API keys, wallets, FX (issue 4)
     fx_provider: FxProviderName = FxProviderName.FIXED
@@ -335,6 +361,7 @@ class Settings(BaseSettings):
         "rate_limit_per_ip",
         "rate_limit_per_user",
         "failed_auth_limit_per_ip",
+        "recipient_lookup_misses_per_principal",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
@@ -378,6 +405,23 @@ class Settings(BaseSettings):
             # and no user would ever receive one.
             if self.smtp_url is None:
                 raise ValueError("COFFER_SMTP_URL must be set in production")
+            # The same holds for phone codes printed by the log backend.
+            if self.sms_backend is SmsBackend.LOG:
+                raise ValueError("COFFER_SMS_BACKEND=log is not allowed in production")
+        return self
+
+    @model_validator(mode="after")
+    def _twilio_needs_its_whole_configuration(self) -> Self:
+        if self.sms_backend is SmsBackend.TWILIO and not (
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        ):
+            raise ValueError(
+                "COFFER_SMS_BACKEND=twilio needs COFFER_TWILIO_ACCOUNT_SID, "
+                "COFFER_TWILIO_AUTH_TOKEN and COFFER_TWILIO_FROM_NUMBER (or "
+                "COFFER_TWILIO_MESSAGING_SERVICE_SID)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -19,10 +19,18 @@ from tests.fixtures.identity import PASSWORD, MakeApi, bearer, new_email
 COFFER = str(Path(sys.executable).with_name("coffer"))
 
 
-def coffer(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def coffer(
+    database_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"COFFER_DATABASE_URL": database_url}
     return subprocess.run(
-        [COFFER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [COFFER, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -31,7 +39,14 @@ async def test_users_create_admin_makes_a_verified_admin(
 ) -> None:
     address = new_email()
     done = coffer(
-        database_url, "users", "create", "--email", address, "--password", PASSWORD, "--admin"
+        database_url,
+        "users",
+        "create",
+        "--email",
+        address,
+        "--password-stdin",
+        "--admin",
+        stdin=f"{PASSWORD}\n",
     )
     assert done.returncode == 0, done.stderr
     assert "wallet_number=" in done.stdout

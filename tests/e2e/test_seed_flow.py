@@ -35,9 +35,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _coffer(env: dict[str, str], *args: str) -> str:
+def _coffer(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
-        [COFFER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [COFFER, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -98,7 +104,15 @@ def test_seed_flow_against_a_running_server(server_env: dict[str, str]) -> None:
     wallets = {}
     for email, name in (("ada@example.com", "Ada Lovelace"), ("bob@example.com", "Bob Babbage")):
         out = _coffer(
-            server_env, "users", "create", "--email", email, "--password", PASSWORD, "--name", name
+            server_env,
+            "users",
+            "create",
+            "--email",
+            email,
+            "--password-stdin",
+            "--name",
+            name,
+            stdin=f"{PASSWORD}\n",
         )
         match = re.search(r"wallet_number=(\d{13})", out)
         assert match, out

@@ -95,6 +95,8 @@ async def test_profile_shows_and_updates_the_user(api: Api) -> None:
         "name",
         "role",
         "is_verified",
+        "pending_email",
+        "pending_phone",
         "two_factor_enabled",
         "primary_wallet_number",
         "profile_image_url",

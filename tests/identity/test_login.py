@@ -24,6 +24,9 @@ async def test_login_by_email_any_case_or_by_phone(api: Api) -> None:
     assert user["email"] == address
     assert user["role"] == "user"
     assert user["wallet_number"]
+    # The phone signs in once its SMS code is confirmed.
+    verified = await api.verify_phone(by_email["access_token"], phone)
+    assert verified.status_code == 200, verified.text
 
     response = await api.client.post("/auth/login", json={"phone": phone, "password": PASSWORD})
     assert response.status_code == 200

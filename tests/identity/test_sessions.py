@@ -143,8 +143,9 @@ async def test_an_idle_session_is_logged_out(make_api: MakeApi) -> None:
                 .values(last_seen_at=utcnow() - timedelta(seconds=31))
             )
         assert await me_status(api, data["access_token"]) == (401, "session_expired")
+        # That refusal revoked the session, so its refresh token is dead too.
         status, body = await refresh(api, data["refresh_token"])
-        assert (status, body["error"]["code"]) == (401, "session_expired")
+        assert (status, body["error"]["code"]) == (401, "invalid_refresh_token")
         async with api.app.state.database.transaction() as session:
             reason = (
                 await session.execute(

@@ -116,17 +116,18 @@ async def test_login_with_2fa_needs_the_code_step(api: Api) -> None:
     }
     assert "access_token" not in started
 
-    # The code used to enable 2FA is spent; the next step's code is good once.
+    # The code used to enable 2FA is spent (and said so); the next step's code is good once.
     status, body = await finish_login(api, started["challenge_token"], code_at(secret))
-    assert (status, body["error"]["code"]) == (403, "invalid_two_factor_code")
+    assert (status, body["error"]["code"]) == (403, "two_factor_code_already_used")
     status, body = await finish_login(api, started["challenge_token"], code_at(secret, 1))
     assert status == 200, body
     tokens = body["data"]
     me = await api.client.get("/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
 
-    status, body = await finish_login(api, started["challenge_token"], code_at(secret, 1))
-    assert (status, body["error"]["code"]) == (403, "invalid_two_factor_code")
+    again = await start_login(api, data["user"]["email"])
+    status, body = await finish_login(api, again["challenge_token"], code_at(secret, 1))
+    assert (status, body["error"]["code"]) == (403, "two_factor_code_already_used")
 
 
 async def test_a_challenge_token_is_not_an_access_token(api: Api) -> None:
@@ -145,9 +146,11 @@ async def test_a_recovery_code_signs_in_once(api: Api) -> None:
     started = await start_login(api, data["user"]["email"])
     status, _ = await finish_login(api, started["challenge_token"], codes[0].lower())
     assert status == 200
-    status, body = await finish_login(api, started["challenge_token"], codes[0])
+    # Each sign-in needs its own challenge (a challenge works once).
+    again = await start_login(api, data["user"]["email"])
+    status, body = await finish_login(api, again["challenge_token"], codes[0])
     assert (status, body["error"]["code"]) == (403, "invalid_two_factor_code")
-    status, _ = await finish_login(api, started["challenge_token"], codes[1])
+    status, _ = await finish_login(api, again["challenge_token"], codes[1])
     assert status == 200
 
 
@@ -214,7 +217,10 @@ async def test_sensitive_actions_need_a_fresh_code_when_2fa_is_on(api: Api) -> N
     spent = await api.client.post(
         "/test-sensitive", headers=headers | {"X-2FA-Code": code_at(secret)}
     )
-    assert (spent.status_code, spent.json()["error"]["code"]) == (403, "invalid_two_factor_code")
+    assert (spent.status_code, spent.json()["error"]["code"]) == (
+        403,
+        "two_factor_code_already_used",
+    )
 
     fresh = code_at(secret, 1)
     ok = await api.client.post("/test-sensitive", headers=headers | {"X-2FA-Code": fresh})
@@ -222,7 +228,7 @@ async def test_sensitive_actions_need_a_fresh_code_when_2fa_is_on(api: Api) -> N
     replayed = await api.client.post("/test-sensitive", headers=headers | {"X-2FA-Code": fresh})
     assert (replayed.status_code, replayed.json()["error"]["code"]) == (
         403,
-        "invalid_two_factor_code",
+        "two_factor_code_already_used",
     )
     recovery = await api.client.post("/test-sensitive", headers=headers | {"X-2FA-Code": codes[0]})
     assert recovery.status_code == 403

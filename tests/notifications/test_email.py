@@ -94,7 +94,15 @@ def test_production_refuses_to_start_without_smtp() -> None:
     secret = "x" * 40
     with pytest.raises(ValidationError, match="COFFER_SMTP_URL"):
         Settings(env="production", secret_key=secret)
-    Settings(env="production", secret_key=secret, smtp_url="smtp://mail.example.com:587")
+    Settings(
+        env="production",
+        secret_key=secret,
+        smtp_url="smtp://mail.example.com:587",
+        sms_backend="twilio",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="token",
+        twilio_from_number="+15005550006",
+    )
 
 
 async def test_the_email_job_delivers_a_sealed_message(

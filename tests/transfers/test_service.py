@@ -281,7 +281,8 @@ async def test_inactive_sender_and_inactive_recipient_are_refused(
         database, request_to(sender, recipient.primary_wallet.number, "1.00")
     )
     assert isinstance(to_inactive, AppError)
-    assert to_inactive.code == "recipient_inactive"
+    # Answered like a recipient nobody has: an inactive account is not revealed.
+    assert to_inactive.code == "recipient_not_found"
     assert isinstance(from_inactive, AppError)
     assert from_inactive.code == "account_inactive"
 

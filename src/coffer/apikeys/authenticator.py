@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.apikeys import repository
 from coffer.apikeys.keys import display_prefix, hash_key, is_well_formed
 from coffer.apikeys.ratelimit import ApiKeyRateLimiter
+from coffer.db import writer_for
 from coffer.errors import AppError
 from coffer.kit.clock import utcnow
 from coffer.settings import Settings
@@ -75,5 +76,6 @@ async def authenticate_api_key(
         raise KeyOwnerInactive()
     await limiter.hit(row.id)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_WRITE_INTERVAL:
-        await repository.touch(session, row.id, now, now - LAST_USED_WRITE_INTERVAL)
+        async with writer_for(session) as writer:
+            await repository.touch(writer, row.id, now, now - LAST_USED_WRITE_INTERVAL)
     return AuthenticatedKey(row.id, row.user_id, row.role, frozenset(row.permissions))

@@ -16,6 +16,7 @@ from coffer.apikeys.schemas import (
     IssuedApiKey,
 )
 from coffer.auth.principal import UserPrincipal
+from coffer.auth.step_up import StepUp
 from coffer.http import AppSettings, Session, error_responses
 from coffer.idempotency.dependency import Idempotency, IdempotentRoute
 from coffer.kit.clock import utcnow
@@ -56,12 +57,12 @@ def _listed(key: ApiKey) -> ApiKeyOut:
 @router.post(
     "/create",
     status_code=201,
-    summary="Create an API key (shown once)",
+    summary="Create an API key (shown once; needs a step-up)",
     dependencies=[_ISSUING],
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def create_key(
-    body: ApiKeyCreate, principal: UserPrincipal, session: Session, settings: AppSettings
+    body: ApiKeyCreate, principal: StepUp, session: Session, settings: AppSettings
 ) -> Envelope[IssuedApiKey]:
     issued = await service.create_key(
         session,
@@ -90,12 +91,13 @@ async def list_keys(
 @router.post(
     "/rollover",
     status_code=201,
-    summary="Replace an expired key with a new one of the same name and permissions",
+    summary="Replace an expired key, once, with a new one of the same name and permissions "
+    "(needs a step-up)",
     dependencies=[_ISSUING],
     responses=error_responses(400, 401, 403, 404, 409, 422, 429),
 )
 async def rollover_key(
-    body: ApiKeyRollover, principal: UserPrincipal, session: Session, settings: AppSettings
+    body: ApiKeyRollover, principal: StepUp, session: Session, settings: AppSettings
 ) -> Envelope[IssuedApiKey]:
     issued = await service.rollover(
         session,

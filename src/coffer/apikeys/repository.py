@@ -39,6 +39,20 @@ async def get_owned(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID
     ).scalar_one_or_none()
 
 
+async def get_by_id(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def claim_rollover(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
+    claimed = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.rolled_over_at.is_(None), ApiKey.revoked_at.is_(None))
+        .values(rolled_over_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def list_owned(
     session: AsyncSession,
     user_id: uuid.UUID,

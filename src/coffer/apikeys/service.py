@@ -47,6 +47,18 @@ class KeyNotExpired(AppError):
     default_message = "Only an expired key can be rolled over"
 
 
+class KeyRevoked(AppError):
+    code = "key_revoked"
+    http_status = 400
+    default_message = "A revoked key cannot be rolled over; create a new key"
+
+
+class KeyAlreadyRolledOver(AppError):
+    code = "key_already_rolled_over"
+    http_status = 409
+    default_message = "This key was already rolled over; use its successor"
+
+
 class Expiry(StrEnum):
     HOUR = "1H"
     DAY = "1D"
@@ -132,12 +144,20 @@ async def rollover(
     expired_key_id: uuid.UUID,
     expiry: Expiry,
 ) -> IssuedKey:
-    """A new key with the expired key's name and permissions."""
+    """A new key with the expired key's name and permissions, once per expired key: the claim
+    on the old key is a conditional UPDATE, so concurrent rollovers cannot both succeed."""
     old = await repository.get_owned(session, user_id, expired_key_id)
     if old is None:
         raise ApiKeyNotFound()
-    if old.expires_at > utcnow():
+    now = utcnow()
+    if old.revoked_at is not None:
+        raise KeyRevoked()
+    if old.rolled_over_at is not None:
+        raise KeyAlreadyRolledOver()
+    if old.expires_at > now:
         raise KeyNotExpired()
+    if not await repository.claim_rollover(session, old.id, now):
+        raise KeyAlreadyRolledOver()
     return await create_key(
         session,
         settings,
@@ -159,8 +179,21 @@ async def revoke(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -
     return key
 
 
+async def expire(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
+    """An operator ends a key now (`coffer keys expire ID`): it stops working at once and can
+    be rolled over by its owner, unlike a revoked one. An already expired key keeps its date."""
+    key = await repository.get_by_id(session, key_id)
+    if key is None:
+        raise ApiKeyNotFound()
+    now = utcnow()
+    if key.expires_at > now:
+        key.expires_at = now
+        await session.flush()
+    return key
+
+
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Every key of the user stops working at once (the user deactivated their account)."""
+    """Every key of the user stops working at once (deactivation, password reset)."""
     await repository.revoke_all_owned(session, user_id, utcnow())
 
 

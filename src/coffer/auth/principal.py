@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import InvalidApiKey, authenticate_api_key
 from coffer.auth.request_limits import RequestLimits
-from coffer.errors import AppError
-from coffer.http import Session
+from coffer.db import writer_for
+from coffer.errors import AppError, RecordedRefusal
+from coffer.http import DatabaseDependency, Session
 from coffer.identity.tokens import InvalidToken, decode_token
 from coffer.kit.clock import utcnow
 from coffer.models import AuthSession, Role, User
@@ -63,6 +64,14 @@ class SessionExpired(AppError):
     default_message = "The session has ended; sign in again"
 
 
+class SessionTimedOut(RecordedRefusal):
+    """Answered like `SessionExpired`, but the session's revocation is committed."""
+
+    code = "session_expired"
+    http_status = 401
+    default_message = "The session timed out after inactivity; sign in again"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: uuid.UUID
@@ -72,6 +81,8 @@ class Principal:
     """Set for a signed-in user (Bearer token)."""
     api_key_id: uuid.UUID | None = None
     """Set for a service acting through an API key."""
+    stepped_up_at: datetime | None = None
+    """The session's last fresh proof (sign-in or step-up); never set for an API key."""
 
     @property
     def is_api_key(self) -> bool:
@@ -108,27 +119,38 @@ async def authenticate_access_token(
     if auth_session.revoked_at is not None or auth_session.expires_at <= now:
         raise SessionExpired()
     if now - auth_session.last_seen_at > timedelta(seconds=settings.session_idle_timeout_seconds):
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="idle_timeout")
-        )
-        raise SessionExpired("The session timed out after inactivity; sign in again")
+        async with writer_for(session) as writer:
+            await writer.execute(
+                update(AuthSession)
+                .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason="idle_timeout")
+            )
+        raise SessionTimedOut()
     if not is_active:
         raise AccountInactive()
     if now - auth_session.last_seen_at >= _last_seen_write_interval(settings):
-        await session.execute(
-            update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now)
-        )
+        async with writer_for(session) as writer:
+            await writer.execute(
+                update(AuthSession)
+                .where(AuthSession.id == auth_session.id)
+                .values(last_seen_at=now)
+            )
     return Principal(
         user_id=claims.user_id,
         role=Role(role),
         permissions=ALL_PERMISSIONS,
         session_id=auth_session.id,
+        stepped_up_at=auth_session.stepped_up_at,
     )
 
 
 async def get_principal(request: Request, session: Session) -> Principal:
+    return await _authenticate_within_limits(request, session)
+
+
+async def _authenticate_within_limits(request: Request, session: AsyncSession) -> Principal:
+    """Per-IP limits and the failed-authentication lockout before authenticating, the
+    per-user limit after."""
     limits: RequestLimits = request.app.state.request_limits
     ip = request.client.host if request.client else None
     await limits.before_authentication(ip)
@@ -167,6 +189,15 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+async def get_user_principal_apart(request: Request, database: DatabaseDependency) -> Principal:
+    """A signed-in user, authenticated in a unit of work of its own that has committed when the
+    route starts: for routes that check a password, whose argon2 must not run while the
+    request's transaction holds anything (on SQLite, the write lock)."""
+    async with database.transaction() as session:
+        principal = await _authenticate_within_limits(request, session)
+    return await require_user(principal)
+
+
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller must hold `permission` (users hold all on their own wallets)."""
 
@@ -192,6 +223,8 @@ async def require_admin(principal: CurrentPrincipal) -> Principal:
 
 
 UserPrincipal = Annotated[Principal, Depends(require_user)]
+UserPrincipalApart = Annotated[Principal, Depends(get_user_principal_apart)]
+"""Like `UserPrincipal`, but the request's `Session` is not begun by authenticating."""
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 Depositor = Annotated[Principal, Depends(require(Permission.DEPOSIT))]

@@ -1,6 +1,7 @@
 """Throttling of guessable endpoints (passwords, codes, code emails) with the `limits` library.
 
-Each action has a limit per account and per client IP, in a moving window of the shared limiter
+Each action has a limit per account (the user id when the identifier names one, else the
+canonical identifier) and per client IP, in a moving window of the shared limiter
 (`coffer.kit.ratelimit`), kept in memory or, when COFFER_REDIS_URL is set, in Redis so every
 API process shares the count. Accounts are keyed by a keyed hash of the identifier (no emails
 in Redis). A refused attempt answers 429 with
@@ -27,7 +28,9 @@ class Action(StrEnum):
     CODE = "code"
     """Anything that checks a 6-digit, TOTP or recovery code."""
     EMAIL = "email"
-    """Anything that emails a code."""
+    """Anything that sends a code (email or SMS)."""
+    RECIPIENT_LOOKUP = "recipient_lookup"
+    """Transfers naming an email or phone that finds nobody (per principal, not per IP)."""
 
 
 class Throttle:
@@ -47,6 +50,10 @@ class Throttle:
                 parse(settings.email_rate_limit_per_account),
                 parse(settings.email_rate_limit_per_ip),
             ),
+            Action.RECIPIENT_LOOKUP: (
+                parse(settings.recipient_lookup_misses_per_principal),
+                parse(settings.recipient_lookup_misses_per_principal),
+            ),
         }
 
     async def _hit(self, item: RateLimitItem, action: Action, scope: str, key: str) -> None:
@@ -63,10 +70,30 @@ class Throttle:
             hashed = keyed_hash(self.settings, "throttle", canonical_account(account))
             await self._hit(per_account, action, "account", hashed)
 
+    async def refuse_if_spent(self, action: Action, *, account: str) -> None:
+        """429 when the account's window for `action` is used up, without counting a hit: for
+        limits that count only failures (a recipient lookup that found nobody)."""
+        per_account, _ = self.limits[action]
+        hashed = keyed_hash(self.settings, "throttle", account)
+        if await self.limiter.exhausted(per_account, action, "account", hashed):
+            await self.limiter.refuse(
+                per_account, action, "account", hashed, message="Too many attempts; try again later"
+            )
+
+    async def count(self, action: Action, *, account: str) -> None:
+        """Count one failure against the account (no IP window); 429 once it is spent."""
+        per_account, _ = self.limits[action]
+        await self._hit(
+            per_account, action, "account", keyed_hash(self.settings, "throttle", account)
+        )
+
 
 def canonical_account(account: str) -> str:
     """The form the account is stored in, so spelling variants of one email or phone number
-    (full-width letters, spaces, dashes) share one throttle window."""
+    (full-width letters, spaces, dashes) share one throttle window. Callers that know the
+    account pass `user:<id>`, so an account's email and phone share one allowance."""
+    if account.startswith("user:"):
+        return account
     try:
         if "@" in account:
             return normalize_email(account)

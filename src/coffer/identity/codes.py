@@ -1,9 +1,11 @@
-"""Six-digit one-time codes for sign-up verification and password reset.
+"""Six-digit one-time codes: sign-up, password reset, phone and new-email verification.
 
 A code is drawn with `secrets`, mailed, and kept only as a keyed hash. It is good for
 COFFER_VERIFICATION_CODE_TTL_SECONDS and for COFFER_VERIFICATION_CODE_MAX_ATTEMPTS guesses:
 each check claims an attempt with one conditional UPDATE before comparing, so concurrent
-guesses cannot exceed the limit, and a wrong guess stays counted (a `RecordedRefusal`).
+guesses cannot exceed the limit, and a wrong guess stays counted (a `RecordedRefusal`). A new
+code restarts the attempts, so at most COFFER_VERIFICATION_CODE_MAX_SENDS_PER_HOUR codes of
+one purpose are sent to a user per hour.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import violates
-from coffer.errors import AppError
-from coffer.identity.refusals import RecordedRefusal
+from coffer.errors import AppError, RecordedRefusal
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import keyed_hash
 from coffer.models import CodePurpose, OneTimeCode
@@ -39,6 +40,15 @@ class CodeExpired(AppError):
     code = "code_expired"
     http_status = 400
     default_message = "The code has expired; ask for a new one"
+
+
+class TooManyCodes(AppError):
+    code = "too_many_codes"
+    http_status = 429
+    default_message = "Too many codes were sent; try again in an hour"
+
+
+SEND_WINDOW = timedelta(hours=1)
 
 
 class CodeAttemptsExceeded(AppError):
@@ -79,6 +89,8 @@ async def issue_code(
             attempts=0,
             created_at=now,
             expires_at=expires_at,
+            send_count=1,
+            window_started_at=now,
         )
         row.code_hash = _hash(settings, row.id, code)
         try:
@@ -93,6 +105,10 @@ async def issue_code(
             existing = await get_code_row(session, user_id, purpose)
             if existing is None:
                 raise
+    window_started_at = existing.window_started_at or existing.created_at
+    in_window = now - window_started_at < SEND_WINDOW
+    if in_window and existing.send_count >= settings.verification_code_max_sends_per_hour:
+        raise TooManyCodes()
     await session.execute(
         update(OneTimeCode)
         .where(OneTimeCode.id == existing.id)
@@ -102,6 +118,8 @@ async def issue_code(
             created_at=now,
             expires_at=expires_at,
             consumed_at=None,
+            send_count=OneTimeCode.send_count + 1 if in_window else 1,
+            window_started_at=window_started_at if in_window else now,
         )
         .execution_options(synchronize_session=False)
     )

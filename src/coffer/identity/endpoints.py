@@ -1,4 +1,5 @@
-"""`/auth/...` (sign-up, sign-in, sessions, passwords, 2FA, Google) and `/me`."""
+"""`/auth/...`: sign-up, sign-in, sessions, step-up, passwords, 2FA, Google (`/me` lives in
+`account_endpoints`)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,31 @@ from authlib.integrations.starlette_client import StarletteOAuth2App
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from coffer.auth.principal import UserPrincipal
+from coffer.auth.principal import UserPrincipal, UserPrincipalApart
+from coffer.auth.step_up import StepUp, StepUpApart
 from coffer.auth.throttle import Action, throttle
-from coffer.http import ExactJSONRoute, Session, error_responses
+from coffer.http import (
+    DatabaseDependency,
+    ExactJSONRoute,
+    Session,
+    WriteSession,
+    error_responses,
+)
 from coffer.identity import google, service, sessions, totp
-from coffer.identity.refusals import RecordingSession
 from coffer.identity.schemas import (
     ChallengeOut,
     LoginRequest,
     PasswordChangeRequest,
-    PasswordRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
     PendingVerificationOut,
     ProfileOut,
-    ProfileUpdate,
     RecoveryCodesOut,
     RefreshedOut,
     RefreshRequest,
     RegisterRequest,
     ResendRequest,
+    StepUpRequest,
     TokensOut,
     TwoFactorDisableRequest,
     TwoFactorEnableRequest,
@@ -40,7 +46,6 @@ from coffer.schemas import Envelope
 from coffer.settings import Settings
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=ExactJSONRoute)
-me_router = APIRouter(prefix="/me", tags=["account"], route_class=ExactJSONRoute)
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -76,7 +81,10 @@ def _pending(pending: service.PendingVerification) -> PendingVerificationOut:
     "/register",
     status_code=201,
     summary="Sign up: emails a 6-digit code; the account works once it is verified",
-    responses=error_responses(409, 422, 429),
+    description="An address that already has an account is answered the same way (its owner "
+    "is emailed instead); a phone number given here is texted a code once the email is "
+    "verified, and counts only once that code is confirmed (`POST /me/phone/verify`).",
+    responses=error_responses(422, 429),
 )
 async def register(
     payload: RegisterRequest, request: Request, session: Session, settings: AppSettings
@@ -102,7 +110,7 @@ async def register(
     responses=error_responses(400, 409, 422, 429),
 )
 async def verify(
-    payload: VerifyRequest, request: Request, session: RecordingSession, settings: AppSettings
+    payload: VerifyRequest, request: Request, session: Session, settings: AppSettings
 ) -> Envelope[ProfileOut]:
     await throttle(request, Action.CODE, account=str(payload.verification_id))
     account = await service.verify_registration(
@@ -115,14 +123,17 @@ async def verify(
     "/verify/resend",
     status_code=202,
     summary="Email a new sign-up code (the previous one stops working)",
-    responses=error_responses(404, 409, 422, 429),
+    description="Answers the same whether or not the id names a pending sign-up.",
+    responses=error_responses(422, 429),
 )
 async def resend_verification(
     payload: ResendRequest, request: Request, session: Session, settings: AppSettings
-) -> Envelope[PendingVerificationOut]:
+) -> Envelope[None]:
     await throttle(request, Action.EMAIL, account=str(payload.verification_id))
-    pending = await service.resend_verification(session, settings, payload.verification_id)
-    return Envelope(status_code=202, message="A new code is on its way", data=_pending(pending))
+    await service.resend_verification(session, settings, payload.verification_id)
+    return Envelope(
+        status_code=202, message="If the sign-up is pending, a new code is on its way", data=None
+    )
 
 
 @auth_router.post(
@@ -133,12 +144,18 @@ async def resend_verification(
     responses=error_responses(401, 403, 422, 429),
 )
 async def login(
-    payload: LoginRequest, request: Request, session: Session, settings: AppSettings
+    payload: LoginRequest,
+    request: Request,
+    database: DatabaseDependency,
+    session: Session,
+    settings: AppSettings,
 ) -> SignInOut:
-    await throttle(request, Action.LOGIN, account=payload.email or payload.phone)
-    result = await service.login(
-        session, settings, email=payload.email, phone=payload.phone, password=payload.password
-    )
+    credentials = await service.read_credentials(database, email=payload.email, phone=payload.phone)
+    await throttle(request, Action.LOGIN, account=credentials.throttle_account)
+    result = await service.login(session, settings, credentials, payload.password)
+    if isinstance(result, service.TwoFactorChallenge):
+        message = "Password accepted; send a two-factor code to POST /auth/login/2fa"
+        return Envelope(message=message, data=sign_in_out(result))
     return Envelope(message="Signed in", data=sign_in_out(result))
 
 
@@ -151,7 +168,7 @@ async def login_two_factor(
     payload: TwoFactorLoginRequest, request: Request, session: Session, settings: AppSettings
 ) -> Envelope[TokensOut]:
     user_id = service.challenge_subject(settings, payload.challenge_token)
-    await throttle(request, Action.CODE, account=str(user_id))
+    await throttle(request, Action.CODE, account=f"user:{user_id}")
     signed_in = await service.complete_two_factor_login(
         session, settings, payload.challenge_token, payload.code
     )
@@ -164,7 +181,7 @@ async def login_two_factor(
     responses=error_responses(401, 403, 422),
 )
 async def refresh(
-    payload: RefreshRequest, session: RecordingSession, settings: AppSettings
+    payload: RefreshRequest, session: Session, settings: AppSettings
 ) -> Envelope[RefreshedOut]:
     tokens = await sessions.rotate_refresh_token(session, settings, payload.refresh_token)
     return Envelope(
@@ -212,7 +229,7 @@ async def request_password_reset(
 async def confirm_password_reset(
     payload: PasswordResetConfirm,
     request: Request,
-    session: RecordingSession,
+    session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
     await throttle(request, Action.CODE, account=payload.email)
@@ -223,22 +240,53 @@ async def confirm_password_reset(
 
 
 @auth_router.post(
+    "/step-up",
+    summary="Prove it is you again (password, or a 2FA code when 2FA is on): unlocks "
+    "sensitive actions on this session for COFFER_STEP_UP_TTL_SECONDS",
+    responses=error_responses(401, 403, 409, 422, 429),
+)
+async def step_up(
+    payload: StepUpRequest,
+    request: Request,
+    principal: UserPrincipalApart,
+    database: DatabaseDependency,
+    session: Session,
+    settings: AppSettings,
+) -> Envelope[None]:
+    account = f"user:{principal.user_id}"
+    await throttle(request, Action.CODE if payload.code else Action.LOGIN, account=account)
+    if principal.session_id is None:
+        raise service.InvalidCredentials()
+    await service.step_up(
+        database,
+        session,
+        settings,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        password=payload.password,
+        code=payload.code,
+    )
+    return Envelope(message="Stepped up", data=None)
+
+
+@auth_router.post(
     "/password/change",
-    summary="Change the password; the user's other sessions end",
+    summary="Change the password (needs a step-up); the user's other sessions end",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def change_password(
     payload: PasswordChangeRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUpApart,
+    database: DatabaseDependency,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
+    await throttle(request, Action.LOGIN, account=f"user:{principal.user_id}")
     await service.change_password(
         session,
         settings,
-        user_id=principal.user_id,
+        credentials=await service.read_user_credentials(database, principal.user_id),
         session_id=principal.session_id,
         current_password=payload.current_password,
         new_password=payload.new_password,
@@ -248,12 +296,12 @@ async def change_password(
 
 @auth_router.post(
     "/2fa/setup",
-    summary="Start 2FA: a new TOTP secret, its otpauth:// URI and QR code",
+    summary="Start 2FA (needs a step-up): a new TOTP secret, its otpauth:// URI and QR code",
     description="2FA is on only once `POST /auth/2fa/enable` confirms a code from it.",
     responses=error_responses(401, 403, 409),
 )
 async def setup_two_factor(
-    principal: UserPrincipal, session: Session, settings: AppSettings
+    principal: StepUp, session: Session, settings: AppSettings
 ) -> Envelope[TwoFactorSetupOut]:
     setup = await service.setup_two_factor(session, settings, principal.user_id)
     return Envelope(
@@ -264,17 +312,17 @@ async def setup_two_factor(
 
 @auth_router.post(
     "/2fa/enable",
-    summary="Turn 2FA on with a first code; answers the 10 single-use recovery codes",
+    summary="Turn 2FA on (needs a step-up) with a first code; answers the 10 recovery codes",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def enable_two_factor(
     payload: TwoFactorEnableRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUp,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[RecoveryCodesOut]:
-    await throttle(request, Action.CODE, account=str(principal.user_id))
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
     recovery_codes = await totp.enable(session, settings, principal.user_id, payload.code)
     return Envelope(
         message="Two-factor authentication is on; keep the recovery codes safe",
@@ -284,20 +332,21 @@ async def enable_two_factor(
 
 @auth_router.post(
     "/2fa/disable",
-    summary="Turn 2FA off with the password and a TOTP or recovery code",
+    summary="Turn 2FA off (needs a step-up) with the password and a TOTP or recovery code",
     responses=error_responses(401, 403, 409, 422, 429),
 )
 async def disable_two_factor(
     payload: TwoFactorDisableRequest,
     request: Request,
-    principal: UserPrincipal,
+    principal: StepUpApart,
+    database: DatabaseDependency,
     session: Session,
     settings: AppSettings,
 ) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
-    await throttle(request, Action.CODE, account=str(principal.user_id))
+    await throttle(request, Action.LOGIN, account=f"user:{principal.user_id}")
+    await throttle(request, Action.CODE, account=f"user:{principal.user_id}")
     await service.disable_two_factor(
-        session, settings, principal.user_id, payload.password, payload.code
+        database, session, settings, principal.user_id, payload.password, payload.code
     )
     return Envelope(message="Two-factor authentication is off", data=None)
 
@@ -313,7 +362,7 @@ async def disable_two_factor(
     },
 )
 async def google_sign_in(
-    session: Session, settings: AppSettings, client: GoogleClient
+    session: WriteSession, settings: AppSettings, client: GoogleClient
 ) -> RedirectResponse:
     url = await google.authorization_url(session, settings, client)
     return RedirectResponse(url, status_code=302)
@@ -325,7 +374,7 @@ async def google_sign_in(
     responses=error_responses(400, 401, 403, 404, 502),
 )
 async def google_callback(
-    session: RecordingSession,
+    session: WriteSession,
     settings: AppSettings,
     client: GoogleClient,
     code: str | None = None,
@@ -335,40 +384,3 @@ async def google_callback(
     profile = await google.finish(session, settings, client, code=code, state=state, error=error)
     result = await service.sign_in_with_google(session, settings, profile)
     return Envelope(message="Signed in with Google", data=sign_in_out(result))
-
-
-@me_router.get("", summary="The signed-in user", responses=error_responses(401, 403))
-async def get_me(principal: UserPrincipal, session: Session) -> Envelope[ProfileOut]:
-    account = await service.get_account(session, principal.user_id)
-    return Envelope(data=ProfileOut.of(account))
-
-
-@me_router.patch(
-    "",
-    summary="Change names or the profile image (https)",
-    responses=error_responses(401, 403, 422),
-)
-async def update_me(
-    payload: ProfileUpdate, principal: UserPrincipal, session: Session
-) -> Envelope[ProfileOut]:
-    account = await service.update_profile(
-        session, principal.user_id, payload.model_dump(exclude_unset=True)
-    )
-    return Envelope(message="Profile updated", data=ProfileOut.of(account))
-
-
-@me_router.post(
-    "/deactivate",
-    summary="Deactivate the account: every session ends; only an admin can reactivate it",
-    responses=error_responses(401, 403, 409, 422, 429),
-)
-async def deactivate_me(
-    payload: PasswordRequest,
-    request: Request,
-    principal: UserPrincipal,
-    session: Session,
-    settings: AppSettings,
-) -> Envelope[None]:
-    await throttle(request, Action.LOGIN, account=str(principal.user_id))
-    await service.deactivate(session, settings, principal.user_id, payload.password)
-    return Envelope(message="Account deactivated", data=None)

@@ -22,8 +22,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.errors import AppError
-from coffer.identity.refusals import RecordedRefusal
+from coffer.errors import AppError, RecordedRefusal
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import keyed_hash, seal, unseal
 from coffer.models import OAuthState

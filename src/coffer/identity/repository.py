@@ -1,10 +1,10 @@
-"""Every query of the identity domain."""
+"""Every query of the identity domain. The one row lock is in `release_phone`."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.models import OneTimeCode, User, UserIdentity
@@ -34,3 +34,25 @@ async def get_identity(session: AsyncSession, provider: str, subject: str) -> Us
             )
         )
     ).scalar_one_or_none()
+
+
+async def release_phone(session: AsyncSession, phone: str, *, keep: uuid.UUID) -> list[User]:
+    """Take a number from everyone but `keep` (who just proved it): other claims are dropped,
+    and a previous verified holder loses it. Returns those previous holders."""
+    await session.execute(
+        update(User)
+        .where(User.pending_phone == phone, User.id != keep)
+        .values(pending_phone=None)
+        .execution_options(synchronize_session=False)
+    )
+    holders = list(
+        (
+            await session.execute(
+                select(User).where(User.phone == phone, User.id != keep).with_for_update()
+            )
+        ).scalars()
+    )
+    for holder in holders:
+        holder.phone = None
+    await session.flush()
+    return holders

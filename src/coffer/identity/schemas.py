@@ -114,6 +114,36 @@ class TwoFactorEnableRequest(RequestSchema):
     code: SixDigits
 
 
+class StepUpRequest(RequestSchema):
+    """The password, or (when 2FA is on) a TOTP or recovery code."""
+
+    password: Secret | None = None
+    code: SecondFactorCode | None = None
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> Self:
+        if (self.password is None) == (self.code is None):
+            raise ValueError("give either password or code")
+        return self
+
+
+class PhoneRequest(RequestSchema):
+    phone: PhoneField
+
+
+class EmailChangeRequest(RequestSchema):
+    email: EmailField
+
+
+class CodeRequest(RequestSchema):
+    code: SixDigits
+
+
+class PendingChangeOut(Schema):
+    address: str = Field(description="Where the code went (normalised)")
+    expires_in: int = Field(description="Seconds the code stays valid")
+
+
 class TwoFactorDisableRequest(RequestSchema):
     password: Secret
     code: SecondFactorCode
@@ -197,6 +227,8 @@ class ProfileOut(Schema):
     name: str
     role: str
     is_verified: bool
+    pending_email: str | None = Field(description="A new address waiting for its code")
+    pending_phone: str | None = Field(description="A number waiting for its SMS code")
     two_factor_enabled: bool
     primary_wallet_number: str | None
     profile_image_url: str | None
@@ -215,6 +247,8 @@ class ProfileOut(Schema):
             name=user.display_name,
             role=user.role,
             is_verified=user.is_verified,
+            pending_email=user.pending_email,
+            pending_phone=user.pending_phone,
             two_factor_enabled=account.two_factor_enabled,
             primary_wallet_number=account.wallet_number,
             profile_image_url=user.profile_image_url,

@@ -15,11 +15,11 @@ from typing import NoReturn
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.auth.principal import AccountInactive
-from coffer.errors import AppError
-from coffer.identity.refusals import RecordedRefusal
+from coffer.auth.principal import AccountInactive, SessionTimedOut
+from coffer.errors import AppError, RecordedRefusal
 from coffer.identity.tokens import issue_access_token
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import keyed_hash
@@ -42,12 +42,6 @@ class RefreshTokenReused(RecordedRefusal):
     code = "refresh_token_reused"
     http_status = 401
     default_message = "This refresh token was already used; the session is closed, sign in again"
-
-
-class SessionTimedOut(RecordedRefusal):
-    code = "session_expired"
-    http_status = 401
-    default_message = "The session timed out after inactivity; sign in again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +84,35 @@ async def _issue_tokens(
     )
 
 
-async def open_session(session: AsyncSession, settings: Settings, user: User) -> TokenPair:
-    """Sign the user in: a new session (refresh-token family) and its first tokens."""
+class SessionIdTaken(Exception):
+    """A session with the requested id exists (a 2FA challenge completed twice)."""
+
+
+async def session_exists(session: AsyncSession, session_id: uuid.UUID) -> bool:
+    found = await session.execute(select(AuthSession.id).where(AuthSession.id == session_id))
+    return found.first() is not None
+
+
+async def open_session(
+    session: AsyncSession, settings: Settings, user: User, *, session_id: uuid.UUID | None = None
+) -> TokenPair:
+    """Sign the user in: a new session (refresh-token family) and its first tokens. Signing in
+    is a fresh proof, so the session starts stepped up (`coffer.auth.step_up`)."""
     now = utcnow()
     auth_session = AuthSession(
-        id=uuid.uuid4(),
+        id=session_id or uuid.uuid4(),
         user_id=user.id,
         created_at=now,
         last_seen_at=now,
         expires_at=now + timedelta(seconds=settings.refresh_token_ttl_seconds),
+        stepped_up_at=now,
     )
-    session.add(auth_session)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(auth_session)
+            await session.flush()
+    except IntegrityError as error:
+        raise SessionIdTaken() from error
     log.info("auth.session_opened", user_id=str(user.id), session_id=str(auth_session.id))
     return await _issue_tokens(session, settings, auth_session, user.role)
 
@@ -161,6 +172,15 @@ async def revoke_session(session: AsyncSession, session_id: uuid.UUID, reason: s
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_stepped_up(session: AsyncSession, session_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(stepped_up_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

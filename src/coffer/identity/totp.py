@@ -55,6 +55,12 @@ class InvalidTwoFactorCode(AppError):
     default_message = "The two-factor code is wrong or was already used"
 
 
+class TwoFactorCodeAlreadyUsed(AppError):
+    code = "two_factor_code_already_used"
+    http_status = 403
+    default_message = "This code was already used (each code works once); wait for the next one"
+
+
 @dataclass(frozen=True, slots=True)
 class TotpSetup:
     secret: str
@@ -130,7 +136,9 @@ def _matching_step(settings: Settings, credential: TotpCredential, code: str) ->
 async def _claim_step(
     session: AsyncSession, settings: Settings, user_id: uuid.UUID, code: str, *, enabled: bool
 ) -> bool:
-    """Accept a TOTP code once: its step must be newer than the last accepted one."""
+    """Accept a TOTP code once: its step must be newer than the last accepted one. A right
+    code whose step was already used (the code that just turned 2FA on, typed again at the next
+    sign-in) is refused as `two_factor_code_already_used`, so the user knows to wait."""
     if not (len(code) == 6 and code.isascii() and code.isdigit()):
         return False
     credential = await _credential(session, user_id)
@@ -139,6 +147,8 @@ async def _claim_step(
     step = _matching_step(settings, credential, code)
     if step is None:
         return False
+    if enabled and credential.last_used_step is not None and step <= credential.last_used_step:
+        raise TwoFactorCodeAlreadyUsed()
     values: dict[str, object] = {"last_used_step": step}
     if not enabled:
         values["enabled_at"] = utcnow()

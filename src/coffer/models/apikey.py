@@ -30,6 +30,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rolled_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when a successor replaced this expired key: a key is rolled over once."""
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """Written at most once a minute per key, so authenticating is not a write."""
 

@@ -31,6 +31,9 @@ class AuthSession(Base):
     """Absolute end of the session, however active."""
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
+    stepped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """The last fresh proof (sign-in, password or TOTP step-up) within this session; sensitive
+    actions need one younger than COFFER_STEP_UP_TTL_SECONDS (`coffer.auth.step_up`)."""
 
 
 class RefreshToken(Base):
@@ -51,6 +54,10 @@ class RefreshToken(Base):
 class CodePurpose(StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a password
+    VERIFY_PHONE = "verify_phone"
+    """Proves `users.pending_phone` (sent by SMS)."""
+    CHANGE_EMAIL = "change_email"
+    """Proves `users.pending_email` (sent to the new address)."""
 
 
 class OneTimeCode(Base):
@@ -70,6 +77,9 @@ class OneTimeCode(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    send_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """Codes sent in the current window: a resend resets the attempts, so sends are capped."""
+    window_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class UserIdentity(Base):

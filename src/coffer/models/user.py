@@ -25,7 +25,13 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     """Stored lower-cased, so uniqueness and lookups are case-insensitive."""
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
-    """E.164."""
+    """E.164, verified by an SMS code: only verified numbers live here, so this unique
+    constraint is uniqueness among verified numbers, and sign-in and transfers by phone find
+    only them. An unverified claim waits in `pending_phone` and blocks nobody."""
+    pending_phone: Mapped[str | None] = mapped_column(String(20))
+    """A number claimed (at sign-up or on /me) and sent a code, not yet proven; not unique."""
+    pending_email: Mapped[str | None] = mapped_column(String(320))
+    """A new address asked for on /me, sent a code; `email` changes only once it is proven."""
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
     password_hash: Mapped[str | None] = mapped_column(String(255))

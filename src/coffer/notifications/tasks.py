@@ -1,5 +1,6 @@
-"""Notification jobs: delivering queued email, and publishing settled events (to the
-structured log today; websocket and outbound-webhook delivery subscribe here as they arrive)."""
+"""Notification jobs: delivering queued email and text messages, and publishing settled events
+(to the structured log today; websocket and outbound-webhook delivery subscribe here as they
+arrive)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import structlog
 from coffer.db import Database
 from coffer.jobs.registry import job
 from coffer.notifications.email import SEND_EMAIL_JOB, open_payload, sender_for
+from coffer.notifications.sms import SEND_SMS_JOB, open_sms_payload, sms_sender_for
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -35,3 +37,11 @@ async def send_email(database: Database, settings: Settings, payload: dict[str, 
     message = open_payload(settings, payload)
     await sender_for(settings).send(message)
     log.info("email.sent", kind=payload.get("kind"))
+
+
+@job(SEND_SMS_JOB)
+async def send_sms(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    """Deliver one queued text message; a failure is retried with backoff like email."""
+    message = open_sms_payload(settings, payload)
+    await sms_sender_for(settings).send(message)
+    log.info("sms.sent", kind=payload.get("kind"))

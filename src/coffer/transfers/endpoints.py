@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.auth.principal import Principal, Reader, TransferWriter
+from coffer.auth.throttle import Action, Throttle, get_throttle
 from coffer.errors import AppError, ValidationFailed
 from coffer.http import AppSettings, DatabaseDependency, ExactJSONRoute, Session, error_responses
 from coffer.idempotency.dependency import REPLAYED_HEADER
@@ -27,6 +28,8 @@ from coffer.transfers.schemas import TransferAccepted, TransferCreate, TransferS
 from coffer.transfers.service import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     AcceptedTransfer,
+    RecipientKind,
+    RecipientNotFound,
     TransferRequest,
     create_transfers,
 )
@@ -56,6 +59,7 @@ def get_transfer_batcher(request: Request) -> TransferBatcher | None:
 
 
 Batcher = Annotated[TransferBatcher | None, Depends(get_transfer_batcher)]
+LookupThrottle = Annotated[Throttle, Depends(get_throttle)]
 
 
 async def accept_transfer(
@@ -89,25 +93,37 @@ async def _transfer(
     response: Response,
     header_key: str | None,
     sender_wallet_number: str | None,
+    throttle: Throttle,
 ) -> Envelope[TransferAccepted]:
     if header_key is not None and body.idempotency_key not in (None, header_key):
         raise ValidationFailed("The Idempotency-Key header and idempotency_key differ")
     kind, recipient = body.recipient
-    accepted = await accept_transfer(
-        session,
-        settings,
-        batcher,
-        TransferRequest(
-            sender_user_id=principal.user_id,
-            recipient_kind=kind,
-            recipient=recipient,
-            amount=body.amount,
-            sender_wallet_number=sender_wallet_number,
-            narration=body.narration,
-            idempotency_key=header_key or body.idempotency_key,
-            quote_id=body.quote_id,
-        ),
-    )
+    # Misses of lookups by email or phone are limited per user (their API keys included), and
+    # once spent every such lookup is refused, hits too: no probing for who has an account.
+    looked_up = kind is not RecipientKind.WALLET_NUMBER
+    lookup_account = f"user:{principal.user_id}"
+    if looked_up:
+        await throttle.refuse_if_spent(Action.RECIPIENT_LOOKUP, account=lookup_account)
+    try:
+        accepted = await accept_transfer(
+            session,
+            settings,
+            batcher,
+            TransferRequest(
+                sender_user_id=principal.user_id,
+                recipient_kind=kind,
+                recipient=recipient,
+                amount=body.amount,
+                sender_wallet_number=sender_wallet_number,
+                narration=body.narration,
+                idempotency_key=header_key or body.idempotency_key,
+                quote_id=body.quote_id,
+            ),
+        )
+    except RecipientNotFound:
+        if looked_up:
+            await throttle.count(Action.RECIPIENT_LOOKUP, account=lookup_account)
+        raise
     if accepted.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return Envelope(
@@ -144,10 +160,11 @@ async def transfer_from_primary(
     settings: AppSettings,
     batcher: Batcher,
     response: Response,
+    throttle: LookupThrottle,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Envelope[TransferAccepted]:
     return await _transfer(
-        body, principal, session, settings, batcher, response, idempotency_key, None
+        body, principal, session, settings, batcher, response, idempotency_key, None, throttle
     )
 
 
@@ -165,10 +182,19 @@ async def transfer_from_wallet(
     settings: AppSettings,
     batcher: Batcher,
     response: Response,
+    throttle: LookupThrottle,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Envelope[TransferAccepted]:
     return await _transfer(
-        body, principal, session, settings, batcher, response, idempotency_key, wallet_number
+        body,
+        principal,
+        session,
+        settings,
+        batcher,
+        response,
+        idempotency_key,
+        wallet_number,
+        throttle,
     )
 
 

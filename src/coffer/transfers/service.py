@@ -331,13 +331,20 @@ async def create_transfers(
         ),
     )
 
+    # Sender-side checks come before anything about the recipient, so a refusal never tells
+    # whether an email or phone has an account before the sender could pay it anyway.
+    balances = await repository.running_balances(
+        session,
+        sorted({row.ledger_account_id for rows in directory.by_user.values() for row in rows}),
+    )
     candidates: list[_Candidate] = []
     for index, recipient in recipients.items():
         request = requests[index]
         try:
             sender = directory.sender_wallet(request)
-            target = directory.recipient_wallet(request.recipient_kind, recipient, sender.currency)
             amount = parse_amount(request.amount, sender.currency, max_minor=max_amount_minor)
+            _check_sender(sender, amount, balances)
+            target = directory.recipient_wallet(request.recipient_kind, recipient, sender.currency)
         except AppError as error:
             outcomes[index] = error
             continue
@@ -354,13 +361,10 @@ async def create_transfers(
         )
 
     candidates, duplicates = await _answer_replays(session, candidates, outcomes)
-    balances = await repository.running_balances(
-        session, sorted({c.sender.ledger_account_id for c in candidates})
-    )
     accepted: list[_Candidate] = []
     for candidate in candidates:
         try:
-            _check_can_send(candidate, balances)
+            _check_can_send(candidate)
         except AppError as error:
             outcomes[candidate.index] = error
             continue
@@ -380,20 +384,26 @@ async def create_transfers(
     return results
 
 
-def _check_can_send(candidate: _Candidate, balances: dict[int, int]) -> None:
-    sender, recipient = candidate.sender, candidate.recipient
-    if sender.id == recipient.id:
-        raise CannotTransferToSelf()
+def _check_sender(sender: ResultRow, amount: Money, balances: dict[int, int]) -> None:
+    """The sender's own state and balance, checked before the recipient is looked at."""
     if not sender.owner_active:
         raise AccountInactive()
     refusal = _OUTGOING_REFUSALS.get(sender.status)
     if refusal is not None:
         raise refusal()
-    if not recipient.owner_active or recipient.status in (WalletStatus.FROZEN, WalletStatus.CLOSED):
-        raise RecipientInactive()
     # A fast pre-check on an unlocked read; the processor decides under the lock.
-    if balances.get(sender.ledger_account_id, 0) < candidate.amount.minor:
+    if balances.get(sender.ledger_account_id, 0) < amount.minor:
         raise InsufficientFunds(sender.ledger_account_id)
+
+
+def _check_can_send(candidate: _Candidate) -> None:
+    """What is left once `_check_sender` passed: the recipient's side."""
+    sender, recipient = candidate.sender, candidate.recipient
+    if sender.id == recipient.id:
+        raise CannotTransferToSelf()
+    if not recipient.owner_active or recipient.status in (WalletStatus.FROZEN, WalletStatus.CLOSED):
+        # Answered like a recipient nobody has: an inactive account is not revealed.
+        raise RecipientNotFound()
 
 
 async def _price(

@@ -1,0 +1,55 @@
+"""Step-up ("sudo mode", as GitHub has it): sensitive actions need a fresh proof.
+
+A stolen access token alone must not mint API keys, turn 2FA on or off, change the email,
+phone or password, or add a payout destination. Those routes take `StepUp`: the session must
+have proven itself (signing in, or `POST /auth/step-up` with the password, or a TOTP or
+recovery code when 2FA is on) within COFFER_STEP_UP_TTL_SECONDS, else 403 `step_up_required`.
+API keys never step up: they are refused as they are on every user-only route.
+
+Payout destinations (another branch) wire it the same way: `principal: StepUp` in the route
+signature. Routes that also check a password take `StepUpApart` (see `UserPrincipalApart`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from coffer.auth.principal import Principal, UserPrincipal, UserPrincipalApart
+from coffer.errors import AppError
+from coffer.kit.clock import utcnow
+from coffer.settings import Settings
+
+
+class StepUpRequired(AppError):
+    code = "step_up_required"
+    http_status = 403
+    default_message = (
+        "This action needs a fresh proof: POST /auth/step-up with your password "
+        "(or a two-factor code when 2FA is on), then try again"
+    )
+
+
+def check_stepped_up(principal: Principal, settings: Settings) -> Principal:
+    proven = principal.stepped_up_at
+    if principal.is_api_key or proven is None:
+        raise StepUpRequired()
+    if utcnow() - proven > timedelta(seconds=settings.step_up_ttl_seconds):
+        raise StepUpRequired()
+    return principal
+
+
+async def require_step_up(request: Request, principal: UserPrincipal) -> Principal:
+    return check_stepped_up(principal, request.app.state.settings)
+
+
+async def require_step_up_apart(request: Request, principal: UserPrincipalApart) -> Principal:
+    return check_stepped_up(principal, request.app.state.settings)
+
+
+StepUp = Annotated[Principal, Depends(require_step_up)]
+"""A signed-in user whose session proved itself within the step-up window."""
+StepUpApart = Annotated[Principal, Depends(require_step_up_apart)]
+"""`StepUp` authenticated apart from the request's session (routes that run argon2)."""
