@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from coffer.db import Database
+from coffer.fees.service import CHARGE_JOB as FEES_CHARGE_JOB
 from coffer.fx.service import REFRESH_JOB
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import job
@@ -338,8 +339,8 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 
     ran = await runner.run_once()
 
-    # Every schedule is due at start: the transfer processor and the FX rate refresh.
-    assert ran == len(runner.schedules) == 2
+    # Every schedule is due at start: the transfer processor, the FX refresh, the fee charge.
+    assert ran == len(runner.schedules) == 3
     assert await _transfer_status(database, reference) == TransferStatus.COMPLETED
     # The processor's own success removed its row; what remains is the event it published.
     assert [row.name for row in await outbox_rows(database)] == [SETTLED_JOB]
@@ -350,8 +351,12 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 async def test_run_once_does_not_enqueue_a_schedule_before_its_interval(
     database: Database, runner: JobRunner
 ) -> None:
-    assert [schedule.name for schedule in runner.schedules] == [PROCESS_JOB, REFRESH_JOB]
-    assert await runner.run_once() == 2  # both due at start
+    assert [schedule.name for schedule in runner.schedules] == [
+        PROCESS_JOB,
+        REFRESH_JOB,
+        FEES_CHARGE_JOB,
+    ]
+    assert await runner.run_once() == 3  # all due at start
 
     assert await runner.run_once() == 0
     assert await outbox_rows(database) == []

@@ -34,6 +34,7 @@ def get_job(name: str) -> JobFunction | None:
 
 def load_jobs() -> None:
     """Import every domain's tasks module so its jobs register themselves."""
+    import coffer.fees.tasks
     import coffer.fx.tasks
     import coffer.idempotency.tasks
     import coffer.notifications.tasks

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 
 from coffer.db import Database
+from coffer.fees.service import CHARGE_JOB as FEES_CHARGE_JOB
 from coffer.fx.service import REFRESH_JOB as FX_REFRESH_JOB
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import get_job
@@ -67,6 +68,7 @@ class JobRunner:
             Schedule(PROCESS_JOB, poll, now),
             # Due at start, so a runner that was down refreshes rates before they go stale.
             Schedule(FX_REFRESH_JOB, timedelta(seconds=settings.fx_refresh_interval_seconds), now),
+            Schedule(FEES_CHARGE_JOB, timedelta(seconds=settings.fee_charge_interval_seconds), now),
         ]
         database.jobs_committed_listeners.append(self.wake)
 

@@ -1,7 +1,9 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
 from coffer.models.apikey import ApiKey, IdempotencyRecord
+from coffer.models.audit import AuditChainHead, AuditEvent
 from coffer.models.base import Base
+from coffer.models.fee import FeeStatus, WalletFee
 from coffer.models.fx import FxFixedRate, FxQuote, FxRate
 from coffer.models.identity import (
     AuthSession,
@@ -14,7 +16,8 @@ from coffer.models.identity import (
     UserIdentity,
 )
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
-from coffer.models.limit import DailyLimitUsage
+from coffer.models.limit import DailyLimitUsage, LimitOverride
+from coffer.models.notification import NotificationPreference, SentNotification
 from coffer.models.outbox import OutboxJob, OutboxStatus
 from coffer.models.transfer import Transfer, TransferStatus
 from coffer.models.user import Role, User
@@ -28,10 +31,13 @@ from coffer.models.wallet import (
 
 __all__ = [
     "ApiKey",
+    "AuditChainHead",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "CodePurpose",
     "DailyLimitUsage",
+    "FeeStatus",
     "FxFixedRate",
     "FxQuote",
     "FxRate",
@@ -39,6 +45,8 @@ __all__ = [
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
+    "LimitOverride",
+    "NotificationPreference",
     "OAuthState",
     "OneTimeCode",
     "OutboxJob",
@@ -46,6 +54,7 @@ __all__ = [
     "RecoveryCode",
     "RefreshToken",
     "Role",
+    "SentNotification",
     "TotpCredential",
     "Transaction",
     "TransactionStatus",
@@ -55,5 +64,6 @@ __all__ = [
     "User",
     "UserIdentity",
     "Wallet",
+    "WalletFee",
     "WalletStatus",
 ]

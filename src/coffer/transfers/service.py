@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import ResultRow
 from coffer.errors import AppError, ValidationFailed
+from coffer.fees.service import FEES_PURPOSE, collect_owed_fees
 from coffer.fx import repository as fx_repository
 from coffer.fx import service as fx
 from coffer.fx.conversion import Conversion, convert
@@ -63,7 +64,6 @@ SETTLED_JOB = "notifications.transfers_settled"
 MAX_NARRATION_LENGTH = 255
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 FX_PURPOSE = "fx"
-FEES_PURPOSE = "fees"
 
 
 class RecipientNotFound(AppError):
@@ -698,6 +698,9 @@ async def process_batch(session: AsyncSession, batch_size: int) -> BatchReport:
         ],
     )
     await wallet_repository.insert_history(session, _history_rows(claimed, reasons, entry_ids, now))
+    await collect_owed_fees(
+        session, [row.recipient_wallet_id for row in claimed if row.id in entry_ids]
+    )
     await limits.release(
         session,
         [
