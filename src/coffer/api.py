@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from coffer.admin.endpoints import router as admin_router
 from coffer.apikeys.endpoints import router as apikeys_router
+from coffer.audit.endpoints import router as security_events_router
 from coffer.fx.endpoints import router as fx_router
 from coffer.identity.endpoints import auth_router, me_router
+from coffer.notifications.endpoints import router as notification_preferences_router
 from coffer.transfers.endpoints import router as transfers_router
 from coffer.wallets.endpoints import wallet_router, wallets_router
 
@@ -22,4 +25,7 @@ def api_router() -> APIRouter:
     router.include_router(transfers_router)
     router.include_router(auth_router)
     router.include_router(me_router)
+    router.include_router(admin_router)
+    router.include_router(security_events_router)
+    router.include_router(notification_preferences_router)
     return router

@@ -108,6 +108,12 @@ class RecipientInactive(AppError):
     default_message = "The recipient cannot receive money right now"
 
 
+class RecipientFrozen(AppError):
+    code = "recipient_wallet_frozen"
+    http_status = 400
+    default_message = "The recipient's wallet is frozen and cannot receive money"
+
+
 class CurrencyMismatch(AppError):
     """The recipient's wallet is not in the currency the transfer was priced for."""
 
@@ -389,7 +395,9 @@ def _check_can_send(candidate: _Candidate, balances: dict[int, int]) -> None:
     refusal = _OUTGOING_REFUSALS.get(sender.status)
     if refusal is not None:
         raise refusal()
-    if not recipient.owner_active or recipient.status in (WalletStatus.FROZEN, WalletStatus.CLOSED):
+    if recipient.status == WalletStatus.FROZEN:
+        raise RecipientFrozen()
+    if not recipient.owner_active or recipient.status == WalletStatus.CLOSED:
         raise RecipientInactive()
     # A fast pre-check on an unlocked read; the processor decides under the lock.
     if balances.get(sender.ledger_account_id, 0) < candidate.amount.minor:
@@ -647,10 +655,9 @@ def _refusal_reason(row: ResultRow) -> str | None:
     refusal = _OUTGOING_REFUSALS.get(row.sender_status)
     if refusal is not None:
         return refusal.code
-    if not row.recipient_active or row.recipient_status in (
-        WalletStatus.FROZEN,
-        WalletStatus.CLOSED,
-    ):
+    if row.recipient_status == WalletStatus.FROZEN:
+        return RecipientFrozen.code
+    if not row.recipient_active or row.recipient_status == WalletStatus.CLOSED:
         return RecipientInactive.code
     if row.recipient_currency != (row.receive_currency or row.currency):
         return CurrencyMismatch.code
