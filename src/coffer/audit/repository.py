@@ -96,3 +96,16 @@ async def page(
     return (
         (await session.execute(query.order_by(AuditEvent.id.desc()).limit(limit))).scalars().all()
     )
+
+
+async def recent_details(
+    session: AsyncSession, user_id: uuid.UUID, action: str, *, limit: int
+) -> list[dict[str, Any]]:
+    """The details of the user's latest events of one kind, newest first."""
+    rows = await session.execute(
+        select(AuditEvent.details)
+        .where(AuditEvent.subject_user_id == user_id, AuditEvent.action == action)
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return [dict(details) for details in rows.scalars()]

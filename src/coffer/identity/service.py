@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys import service as apikeys
+from coffer.audit import security
 from coffer.auth.principal import AccountInactive
 from coffer.db import violates
 from coffer.errors import AppError, NotFound
@@ -506,6 +507,7 @@ async def reset_password(
     user.password_hash = await hash_password(new_password, settings)
     await _mark_verified(session, settings, user)
     await sessions.revoke_user_sessions(session, user.id, "password_reset")
+    await security.password_changed(session, settings, user.id, reset=True)
     log.info("auth.password_reset", user_id=str(user.id))
 
 
@@ -534,6 +536,7 @@ async def change_password(
     user.password_hash = await hash_password(new_password, settings)
     await session.flush()
     await sessions.revoke_user_sessions(session, user.id, "password_changed", keep=session_id)
+    await security.password_changed(session, settings, user.id, reset=False)
     log.info("auth.password_changed", user_id=str(user.id))
 
 
@@ -602,4 +605,5 @@ async def disable_two_factor(
     if not await totp.verify_code(session, settings, user.id, code, allow_recovery=True):
         raise totp.InvalidTwoFactorCode()
     await totp.disable(session, user.id)
+    await security.two_factor_changed(session, settings, user.id, enabled=False)
     log.info("auth.two_factor_disabled", user_id=str(user.id))

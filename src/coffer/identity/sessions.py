@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.audit import security
 from coffer.auth.principal import AccountInactive
 from coffer.errors import AppError
 from coffer.identity.crypto import keyed_hash
@@ -103,6 +104,7 @@ async def open_session(session: AsyncSession, settings: Settings, user: User) ->
     session.add(auth_session)
     await session.flush()
     log.info("auth.session_opened", user_id=str(user.id), session_id=str(auth_session.id))
+    await security.signed_in(session, settings, user)
     return await _issue_tokens(session, settings, auth_session, user.role)
 
 

@@ -664,7 +664,7 @@ def _refusal_reason(row: ResultRow) -> str | None:
     return None
 
 
-def _full_name(first: str | None, last: str | None) -> str | None:
+def full_name(first: str | None, last: str | None) -> str | None:
     return " ".join(part for part in (first, last) if part) or None
 
 
@@ -831,7 +831,7 @@ def _history_rows(
                 "status": TransactionStatus.FAILED if reason else TransactionStatus.SUCCESS,
                 "failure_reason": reason,
                 "counterparty_wallet_number": row.recipient_number,
-                "counterparty_name": _full_name(row.recipient_first_name, row.recipient_last_name),
+                "counterparty_name": full_name(row.recipient_first_name, row.recipient_last_name),
             }
         )
         if reason is None:
@@ -845,7 +845,7 @@ def _history_rows(
                     "status": TransactionStatus.SUCCESS,
                     "failure_reason": None,
                     "counterparty_wallet_number": row.sender_number,
-                    "counterparty_name": _full_name(row.sender_first_name, row.sender_last_name),
+                    "counterparty_name": full_name(row.sender_first_name, row.sender_last_name),
                 }
             )
     return rows
