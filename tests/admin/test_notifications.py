@@ -3,12 +3,19 @@ admin actions, security events; an opt-out silences activity emails but never se
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 
+from coffer.fees.service import PERIOD, charge_due
 from coffer.jobs.runner import JobRunner
 from coffer.models import Role
 from coffer.notifications.tasks import publish_transfers_settled
+from coffer.wallets import service as wallets
 from tests.admin.conftest import Person, person
+from tests.fixtures.factories import fund
 from tests.fixtures.identity import Api
 
 
@@ -119,3 +126,36 @@ async def test_the_worker_delivers_what_the_admin_did(api: Api) -> None:
         pass
     [frozen] = [m for m in api.mailbox.to(user.email) if m["Subject"] == "Your wallet was frozen"]
     assert "court order 12" in _html(frozen)
+
+
+async def test_a_burst_of_failed_sign_ins_is_recorded_once(api: Api) -> None:
+    user = await person(api)
+    statuses = []
+    for _ in range(14):
+        response = await api.client.post(
+            "/auth/login", json={"email": user.email, "password": "wrong-password-123"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[-4:] == [429] * 4
+
+    events = await api.client.get("/me/security-events", headers=user.headers)
+    actions = [e["action"] for e in events.json()["data"]["events"]]
+    assert actions.count("auth.sign_in_failures") == 1
+
+
+async def test_fee_emails_tell_of_the_charge_the_block_and_the_unblock(
+    api: Api, shift_clock: Callable[[timedelta], None]
+) -> None:
+    user = await person(api)
+    async with api.app.state.database.transaction() as session:
+        tenge = await wallets.open_wallet(session, uuid.UUID(user.user_id), "KZT")
+    fees = {"KZT": Decimal("200.00")}
+    shift_clock(PERIOD + timedelta(minutes=5))
+    async with api.app.state.database.transaction() as session:
+        await charge_due(session, fees)
+    async with api.app.state.database.transaction() as session:
+        await fund(session, tenge, 50_000)
+    subjects = await _subjects(api, user)
+    assert "Your wallet is blocked: a fee is unpaid" in subjects
+    assert "Monthly fee charged: 200.00 KZT" in subjects
+    assert "Your wallet is unblocked" in subjects

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.models import AuditChainHead, AuditEvent, Base
+from coffer.models import AuditChainHead, AuditEvent, Base, User
 
 _events = Base.metadata.tables[AuditEvent.__tablename__]
 HEAD_ID = 1
@@ -109,3 +109,11 @@ async def recent_details(
         .limit(limit)
     )
     return [dict(details) for details in rows.scalars()]
+
+
+async def user_id_by_email_or_phone(session: AsyncSession, account: str) -> uuid.UUID | None:
+    return (
+        await session.execute(
+            select(User.id).where(or_(User.email == account, User.phone == account))
+        )
+    ).scalar_one_or_none()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.audit import repository
 from coffer.audit.service import Action, record, user_actor
+from coffer.db import Database
 from coffer.kit.client import current_client
 from coffer.models import ApiKey, User
 from coffer.notifications.service import Event, notify
@@ -103,3 +104,21 @@ async def api_key_revoked(session: AsyncSession, key: ApiKey) -> None:
         subject_user_id=key.user_id,
         details={"key_id": str(key.id), "prefix": key.prefix},
     )
+
+
+async def sign_in_burst(database: Database, account: str) -> None:
+    """Record that an account's password attempts hit their limit (`account`: a normalized
+    email or phone): its own transaction, as the refused request's rolls back. An unknown
+    account records nothing."""
+    client = current_client()
+    async with database.transaction() as session:
+        user_id = await repository.user_id_by_email_or_phone(session, account)
+        if user_id is None:
+            return
+        await record(
+            session,
+            Action.SIGN_IN_FAILURES,
+            actor="system",
+            subject_user_id=user_id,
+            details={"ip": client.ip},
+        )

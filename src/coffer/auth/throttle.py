@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from functools import partial
 
 import structlog
 from fastapi import Request
@@ -19,6 +21,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException
 
+from coffer.audit.security import sign_in_burst
 from coffer.errors import AppError
 from coffer.identity.crypto import keyed_hash
 from coffer.identity.service import normalize_email, normalize_phone
@@ -36,9 +39,20 @@ class Action(StrEnum):
     """Anything that emails a code."""
 
 
+async def _ignore_burst(account: str) -> None:
+    return None
+
+
 class Throttle:
-    def __init__(self, settings: Settings, *, key_prefix: str = "coffer") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key_prefix: str = "coffer",
+        on_sign_in_burst: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
+        self.on_sign_in_burst = on_sign_in_burst or _ignore_burst
         storage: Storage
         if settings.redis_url:
             storage = RedisStorage(
@@ -85,7 +99,21 @@ class Throttle:
             await self._hit(per_ip, action, "ip", ip)
         if account:
             hashed = keyed_hash(self.settings, "throttle", canonical_account(account))
-            await self._hit(per_account, action, "account", hashed)
+            try:
+                await self._hit(per_account, action, "account", hashed)
+            except HTTPException:
+                if action is Action.LOGIN and await self._first_refusal(per_account, hashed):
+                    await self.on_sign_in_burst(canonical_account(account))
+                raise
+
+    async def _first_refusal(self, item: RateLimitItem, hashed: str) -> bool:
+        """True once per window for an account being refused, so a burst of failed sign-ins
+        is recorded once, not once per attempt."""
+        once = type(item)(1, item.multiples)
+        try:
+            return bool(await self.limiter.hit(once, "sign_in_burst", "account", hashed))
+        except Exception:  # the throttle's storage is down: nothing to record against
+            return False
 
 
 def canonical_account(account: str) -> str:
@@ -104,7 +132,9 @@ def get_throttle(request: Request) -> Throttle:
     state = request.app.state
     throttle: Throttle | None = getattr(state, "throttle", None)
     if throttle is None:
-        throttle = state.throttle = Throttle(state.settings)
+        throttle = state.throttle = Throttle(
+            state.settings, on_sign_in_burst=partial(sign_in_burst, state.database)
+        )
     return throttle
 
 
