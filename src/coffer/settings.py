@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -155,6 +156,9 @@ class Settings(BaseSettings):
     monthly_fee: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
     """Maintenance fee per wallet currency, e.g. {"KZT": "200.00"}; first due 30 days after a
     wallet opens, then every 30 days. Empty: no fee."""
+    monthly_fee_since: datetime | None = None
+    """Periods due before this moment are waived, never charged: set it to when the fee is
+    turned on, or wallets opened long before are charged every period since they opened."""
     fee_charge_interval_seconds: int = Field(default=3600, ge=1, le=86_400)
     """How often the `fees.charge` job looks for wallets whose fee is due."""
     fee_batch_size: int = Field(default=500, ge=1, le=5000)

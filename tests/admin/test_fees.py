@@ -15,6 +15,7 @@ from coffer.db import Database
 from coffer.fees import repository as fees_repository
 from coffer.fees.service import PERIOD, charge_due
 from coffer.identity.service import NewUser
+from coffer.kit.clock import utcnow
 from coffer.models import FeeStatus, Transaction, TransactionType, Wallet, WalletStatus
 from coffer.settings import Settings
 from coffer.transfers import service as transfers
@@ -196,3 +197,18 @@ async def test_two_runners_racing_charge_each_period_once(
     finally:
         for runner in runners:
             await runner.dispose()
+
+
+async def test_periods_due_before_the_fee_was_introduced_are_waived(
+    database: Database, shift_clock: Shift
+) -> None:
+    user = await _tenge_user(database, 100_000)
+    shift_clock(PERIOD * 3 + timedelta(hours=1))
+    # The fee was turned on just before the third period fell due.
+    since = utcnow() - timedelta(hours=2)
+    async with database.transaction() as session:
+        await charge_due(session, FEES, since=since)
+    async with database.transaction() as session:
+        await charge_due(session, FEES, since=since)
+    waived = [(1, FeeStatus.WAIVED), (2, FeeStatus.WAIVED), (3, FeeStatus.PAID)]
+    assert await _state(database, user) == (80_000, WalletStatus.ACTIVE, waived)

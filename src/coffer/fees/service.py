@@ -152,9 +152,10 @@ async def charge_due(
     *,
     after_wallet_id: int = 0,
     limit: int = 500,
+    since: datetime | None = None,
 ) -> ChargeReport:
     """Charge every period now due of up to `limit` due wallets after `after_wallet_id`, in the
-    caller's transaction."""
+    caller's transaction. Periods due before `since` are recorded as waived, never charged."""
     amounts = fee_amounts(fees)
     now = utcnow()
     if not amounts:
@@ -170,6 +171,21 @@ async def charge_due(
         periods_elapsed = (now - wallet.created_at) // PERIOD
         for period in range(wallet.last_period + 1, periods_elapsed + 1):
             amount = amounts[wallet.currency]
+            due_at = wallet.created_at + PERIOD * period
+            waived = since is not None and due_at < since
+            fee_rows.append(
+                {
+                    "wallet_id": wallet.id,
+                    "period": period,
+                    "due_at": due_at,
+                    "amount_minor": amount,
+                    "currency": wallet.currency,
+                    "status": FeeStatus.WAIVED if waived else FeeStatus.OWED,
+                    "created_at": now,
+                }
+            )
+            if waived:
+                continue
             wanted.append(
                 _Charge(
                     wallet.id,
@@ -180,17 +196,6 @@ async def charge_due(
                     period,
                     amount,
                 )
-            )
-            fee_rows.append(
-                {
-                    "wallet_id": wallet.id,
-                    "period": period,
-                    "due_at": wallet.created_at + PERIOD * period,
-                    "amount_minor": amount,
-                    "currency": wallet.currency,
-                    "status": FeeStatus.OWED,
-                    "created_at": now,
-                }
             )
     claimed = await repository.claim_periods(session, fee_rows)
     charges = [c for c in wanted if (c.wallet_id, c.period) in claimed]

@@ -23,7 +23,11 @@ async def charge_fees(database: Database, settings: Settings, payload: dict[str,
     while True:
         async with database.transaction() as session:
             report = await charge_due(
-                session, settings.monthly_fee, after_wallet_id=after, limit=settings.fee_batch_size
+                session,
+                settings.monthly_fee,
+                after_wallet_id=after,
+                limit=settings.fee_batch_size,
+                since=settings.monthly_fee_since,
             )
         if report.wallets:
             log.info(

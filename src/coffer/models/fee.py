@@ -16,6 +16,8 @@ class FeeStatus(StrEnum):
     PAID = "paid"
     OWED = "owed"
     """The balance could not cover it when due; the wallet is blocked until it is paid."""
+    WAIVED = "waived"
+    """Due before the fee was introduced (COFFER_MONTHLY_FEE_SINCE): never charged."""
 
 
 class WalletFee(Base):
