@@ -87,7 +87,7 @@ async def _audit(api: Api, admin: Person, user: Person) -> list[dict[str, Any]]:
     response = await api.client.get(f"/admin/audit?user_id={user.user_id}", headers=admin.headers)
     assert response.status_code == 200, response.text
     events: list[dict[str, Any]] = response.json()["data"]["events"]
-    return events
+    return [event for event in events if event["action"].startswith("admin.")]
 
 
 async def _balance(api: Api, user: Person) -> str:
@@ -191,6 +191,7 @@ async def test_a_frozen_wallet_moves_no_money_either_way_until_unfrozen(api: Api
     subjects = await _subjects(api, frozen)
     assert "Your wallet was frozen" in subjects
     assert "Your wallet was unfrozen" in subjects
+    await _ledger_ok(api)
 
 
 async def test_deactivation_ends_sessions_and_keys_and_activation_lets_the_user_back(
@@ -305,6 +306,8 @@ async def test_a_limit_override_replaces_the_default_until_it_expires(api: Api) 
         headers=admin.headers,
     )
     assert past.json()["error"]["code"] == "expiry_in_past"
+    [event] = await _audit(api, admin, user)
+    assert (event["action"], event["details"]["limit"]) == ("admin.limit_overridden", "15.00")
 
 
 async def test_ledger_verify_and_dead_jobs(api: Api) -> None:
