@@ -3,24 +3,23 @@ payments, jobs, check."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 import uvicorn
 
+from coffer.admin.cli import admin_app, audit_app
 from coffer.apikeys import service as apikeys
 from coffer.check import FAULTS
+from coffer.commands import run_async as _run
 from coffer.db import Database
-from coffer.errors import AppError, NotFound
+from coffer.errors import NotFound
 from coffer.fx import service as fx
 from coffer.fx.repository import all_cached_rates
 from coffer.fx.tasks import refresh_rates
@@ -32,7 +31,6 @@ from coffer.jobs.celery_app import app as celery
 from coffer.jobs.celery_app import make_celery
 from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
-from coffer.kit.clock import set_offset
 from coffer.kit.money import parse_amount
 from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
@@ -64,27 +62,8 @@ app.add_typer(fx_app, name="fx")
 app.add_typer(payments_app, name="payments")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(check_app, name="check")
-
-T = TypeVar("T")
-
-
-def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
-    """Run one piece of async work against the configured database; domain errors exit 1."""
-    settings = get_settings()
-    set_offset(timedelta(seconds=settings.clock_offset_seconds))
-
-    async def main() -> T:
-        database = Database(settings.database_url, pool_size=2)
-        try:
-            return await work(database, settings)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(main())
-    except AppError as error:
-        typer.echo(f"error: {error.code}: {error.message}", err=True)
-        raise typer.Exit(1) from error
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
 
 
 WORKER_HEALTHCHECK_TIMEOUT_SECONDS = 60

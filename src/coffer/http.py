@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coffer.db import Database, unavailable_reason
 from coffer.errors import AppError, BodyRefused, envelope, status_phrase
 from coffer.kit import exact_json
+from coffer.kit.client import set_client
 from coffer.schemas import ErrorEnvelope
 from coffer.settings import Settings
 
@@ -68,6 +69,9 @@ class RequestContextMiddleware:
         supplied = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        client = scope.get("client")
+        user_agent = dict(scope["headers"]).get(b"user-agent", b"").decode("latin-1")
+        set_client(client[0] if client else None, user_agent or None)
         response_started = False
 
         async def send_with_id(message: Message) -> None:

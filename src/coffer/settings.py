@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -13,7 +14,7 @@ import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from coffer.kit.money import CURRENCIES
+from coffer.kit.money import CURRENCIES, parse_amount
 
 DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - the placeholder production refuses
 
@@ -251,6 +252,19 @@ class Settings(BaseSettings):
     """Test only: shifts coffer's clock (`coffer.kit.clock.utcnow`) by this much, so an
     end-to-end test can let API keys expire. Refused unless COFFER_ENV=test."""
 
+    # Admin policy and fees (issue 15)
+    user_deposits_enabled: bool = True
+    """False: only admins put money in (seed 002); users' deposit routes refuse."""
+    monthly_fee: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
+    """Maintenance fee per wallet currency, e.g. {"KZT": "200.00"}; first due 30 days after a
+    wallet opens, then every 30 days. Empty: no fee."""
+    monthly_fee_since: datetime | None = None
+    """Periods due before this moment are waived, never charged: set it to when the fee is
+    turned on, or wallets opened long before are charged every period since they opened."""
+    fee_charge_interval_seconds: int = Field(default=3600, ge=1, le=86_400)
+    """How often the `fees.charge` job looks for wallets whose fee is due."""
+    fee_batch_size: int = Field(default=500, ge=1, le=5000)
+
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
     broker_url: str | None = None
@@ -318,6 +332,22 @@ class Settings(BaseSettings):
         if self.docs_enabled is not None:
             return self.docs_enabled
         return self.env is not Environment.PRODUCTION
+
+    @field_validator("monthly_fee", mode="before")
+    @classmethod
+    def _empty_fee_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("monthly_fee")
+    @classmethod
+    def _fees_fit_their_currency(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, amount in value.items():
+            if code not in CURRENCIES:
+                raise ValueError(f"COFFER_MONTHLY_FEE: unknown currency {code!r}")
+            parse_amount(amount, CURRENCIES[code])
+        return value
 
     @property
     def is_live_mode(self) -> bool:

@@ -395,7 +395,7 @@ async def test_a_wallet_frozen_after_acceptance_fails_at_processing(
     await process_pending(database, batch_size=50)
     async with database.transaction() as session:
         row = await transfer_row(session, accepted(outcome).reference)
-        assert (row.status, row.failure_reason) == ("failed", "recipient_inactive")
+        assert (row.status, row.failure_reason) == ("failed", "recipient_wallet_frozen")
         assert await balance_minor(session, sender.primary_wallet) == 10_000
 
 

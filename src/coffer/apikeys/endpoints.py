@@ -41,7 +41,7 @@ def _issued(issued: service.IssuedKey) -> IssuedApiKey:
     )
 
 
-def _listed(key: ApiKey) -> ApiKeyOut:
+def listed_key(key: ApiKey) -> ApiKeyOut:
     return ApiKeyOut(
         id=key.id,
         name=key.name,
@@ -85,7 +85,7 @@ async def list_keys(
     keys, next_cursor = await service.list_keys(
         session, principal.user_id, limit=limit, cursor=cursor
     )
-    return Envelope(data=ApiKeyPage(keys=[_listed(k) for k in keys], next_cursor=next_cursor))
+    return Envelope(data=ApiKeyPage(keys=[listed_key(k) for k in keys], next_cursor=next_cursor))
 
 
 @router.post(
@@ -119,4 +119,4 @@ async def revoke_key(
     key_id: uuid.UUID, principal: UserPrincipal, session: Session
 ) -> Envelope[ApiKeyOut]:
     key = await service.revoke(session, principal.user_id, key_id)
-    return Envelope(message="API key revoked", data=_listed(key))
+    return Envelope(message="API key revoked", data=listed_key(key))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys import repository
 from coffer.apikeys.keys import hash_key, new_key
+from coffer.audit import security
 from coffer.auth.principal import Permission
 from coffer.db import violates
 from coffer.errors import AppError
@@ -132,6 +133,7 @@ async def create_key(
             if not violates(exc, "api_keys.prefix", "uq_api_keys_prefix"):
                 raise
             continue
+        await security.api_key_created(session, settings, key)
         return IssuedKey(key, secret)
     raise AppError("Could not allocate an API key prefix")
 
@@ -176,6 +178,7 @@ async def revoke(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()
+        await security.api_key_revoked(session, key)
     return key
 
 

@@ -10,11 +10,15 @@ in Redis). A refused attempt answers 429 with
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from functools import partial
 
 from fastapi import Request
 from limits import RateLimitItem, parse
+from starlette.exceptions import HTTPException
 
+from coffer.audit.security import sign_in_burst
 from coffer.errors import AppError
 from coffer.identity.service import normalize_email, normalize_phone
 from coffer.kit.crypto import keyed_hash
@@ -33,9 +37,20 @@ class Action(StrEnum):
     """Transfers naming an email or phone that finds nobody (per principal, not per IP)."""
 
 
+async def _ignore_burst(account: str) -> None:
+    return None
+
+
 class Throttle:
-    def __init__(self, settings: Settings, *, key_prefix: str = "coffer") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key_prefix: str = "coffer",
+        on_sign_in_burst: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
+        self.on_sign_in_burst = on_sign_in_burst or _ignore_burst
         self.limiter = RateLimiter(settings.redis_url, key_prefix=key_prefix)
         self.limits: dict[Action, tuple[RateLimitItem, RateLimitItem]] = {
             Action.LOGIN: (
@@ -68,7 +83,21 @@ class Throttle:
             await self._hit(per_ip, action, "ip", ip)
         if account:
             hashed = keyed_hash(self.settings, "throttle", canonical_account(account))
-            await self._hit(per_account, action, "account", hashed)
+            try:
+                await self._hit(per_account, action, "account", hashed)
+            except HTTPException:
+                if action is Action.LOGIN and await self._first_refusal(per_account, hashed):
+                    await self.on_sign_in_burst(canonical_account(account))
+                raise
+
+    async def _first_refusal(self, item: RateLimitItem, hashed: str) -> bool:
+        """True once per window for an account being refused, so a burst of failed sign-ins
+        is recorded once, not once per attempt."""
+        once = type(item)(1, item.multiples)
+        if await self.limiter.exhausted(once, "sign_in_burst", "account", hashed):
+            return False
+        await self.limiter.count(once, "sign_in_burst", "account", hashed)
+        return True
 
     async def refuse_if_spent(self, action: Action, *, account: str) -> None:
         """429 when the account's window for `action` is used up, without counting a hit: for
@@ -107,7 +136,9 @@ def get_throttle(request: Request) -> Throttle:
     state = request.app.state
     throttle: Throttle | None = getattr(state, "throttle", None)
     if throttle is None:
-        throttle = state.throttle = Throttle(state.settings)
+        throttle = state.throttle = Throttle(
+            state.settings, on_sign_in_burst=partial(sign_in_burst, state.database)
+        )
     return throttle
 
 

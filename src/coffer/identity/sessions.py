@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.audit import security
 from coffer.auth.principal import AccountInactive, SessionTimedOut
 from coffer.errors import AppError, RecordedRefusal
 from coffer.identity.tokens import issue_access_token
@@ -114,6 +115,7 @@ async def open_session(
     except IntegrityError as error:
         raise SessionIdTaken() from error
     log.info("auth.session_opened", user_id=str(user.id), session_id=str(auth_session.id))
+    await security.signed_in(session, settings, user)
     return await _issue_tokens(session, settings, auth_session, user.role)
 
 

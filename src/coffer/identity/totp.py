@@ -18,6 +18,7 @@ from pyotp.exceptions import OTPVerificationError
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.audit import security
 from coffer.errors import AppError
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import current_key_id, key_id_of, keyed_hash, seal, unseal
@@ -188,6 +189,7 @@ async def enable(
             for code in codes
         ],
     )
+    await security.two_factor_changed(session, settings, user_id, enabled=True)
     return codes
 
 

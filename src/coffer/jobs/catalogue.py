@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import coffer.fees.tasks
 import coffer.fx.tasks
 import coffer.idempotency.tasks
 import coffer.notifications.tasks

@@ -1,7 +1,9 @@
 """Every table, re-exported so Alembic and the app see one metadata."""
 
 from coffer.models.apikey import ApiKey, IdempotencyRecord
+from coffer.models.audit import AuditChainHead, AuditEvent
 from coffer.models.base import Base
+from coffer.models.fee import FeeStatus, WalletFee
 from coffer.models.fx import FxFixedRate, FxQuote, FxRate, FxRateHold
 from coffer.models.identity import (
     AuthSession,
@@ -14,7 +16,8 @@ from coffer.models.identity import (
     UserIdentity,
 )
 from coffer.models.ledger import LedgerAccount, LedgerEntry, LedgerPosting
-from coffer.models.limit import DailyLimitUsage
+from coffer.models.limit import DailyLimitUsage, LimitOverride
+from coffer.models.notification import NotificationPreference, SentNotification
 from coffer.models.outbox import OutboxJob, OutboxStatus
 from coffer.models.payment import (
     Deposit,
@@ -41,12 +44,15 @@ from coffer.models.wallet import (
 
 __all__ = [
     "ApiKey",
+    "AuditChainHead",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "CodePurpose",
     "DailyLimitUsage",
     "Deposit",
     "DepositStatus",
+    "FeeStatus",
     "FxFixedRate",
     "FxQuote",
     "FxRate",
@@ -56,6 +62,8 @@ __all__ = [
     "LedgerAccount",
     "LedgerEntry",
     "LedgerPosting",
+    "LimitOverride",
+    "NotificationPreference",
     "OAuthState",
     "OneTimeCode",
     "OutboxJob",
@@ -68,6 +76,7 @@ __all__ = [
     "SandboxPayout",
     "SandboxRecipient",
     "SavedCard",
+    "SentNotification",
     "TotpCredential",
     "Transaction",
     "TransactionStatus",
@@ -77,6 +86,7 @@ __all__ = [
     "User",
     "UserIdentity",
     "Wallet",
+    "WalletFee",
     "WalletStatus",
     "WebhookInboxEntry",
     "Withdrawal",

@@ -31,6 +31,8 @@ class EmailMessage:
     to: str
     subject: str
     body: str
+    html: str | None = None
+    """An HTML alternative to the plain-text `body`, when the message has one."""
 
 
 class EmailSender(Protocol):
@@ -60,6 +62,8 @@ class SmtpSender:
         mime["To"] = message.to
         mime["Subject"] = message.subject
         mime.set_content(message.body)
+        if message.html is not None:
+            mime.add_alternative(message.html, subtype="html")
         await aiosmtplib.send(
             mime,
             hostname=self.hostname,
@@ -108,4 +112,6 @@ async def enqueue_email(
 
 def open_payload(settings: Settings, payload: dict[str, str]) -> EmailMessage:
     fields = json.loads(unseal(settings, payload["sealed"], context=SEND_EMAIL_JOB))
-    return EmailMessage(to=fields["to"], subject=fields["subject"], body=fields["body"])
+    return EmailMessage(
+        to=fields["to"], subject=fields["subject"], body=fields["body"], html=fields.get("html")
+    )

@@ -17,8 +17,8 @@ from typing import Protocol
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.kit.crypto import seal, unseal
 from coffer.jobs.outbox import enqueue
+from coffer.kit.crypto import seal, unseal
 from coffer.settings import Settings, SmsBackend
 
 SEND_SMS_JOB = "notifications.send_sms"

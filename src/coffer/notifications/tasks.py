@@ -10,9 +10,13 @@ import structlog
 
 from coffer.db import Database
 from coffer.jobs.registry import job
+from coffer.kit.money import Money
 from coffer.notifications.email import SEND_EMAIL_JOB, open_payload, sender_for
+from coffer.notifications.service import Event, amount_text, notify
 from coffer.notifications.sms import SEND_SMS_JOB, open_sms_payload, sms_sender_for
 from coffer.settings import Settings
+from coffer.transfers.repository import completed_with_parties
+from coffer.transfers.service import full_name
 
 log = structlog.get_logger(__name__)
 
@@ -21,13 +25,49 @@ log = structlog.get_logger(__name__)
 async def publish_transfers_settled(
     database: Database, settings: Settings, payload: dict[str, Any]
 ) -> None:
-    for transfer in payload.get("transfers", []):
+    """One job per settled batch: logs each outcome and emails both sides of each completed
+    transfer (deduplicated per transfer and side, so a rerun sends nothing twice)."""
+    transfers = payload.get("transfers", [])
+    for transfer in transfers:
         log.info(
             "transfer.settled",
             reference=transfer.get("reference"),
             status=transfer.get("status"),
             failure_reason=transfer.get("failure_reason"),
         )
+    references = [t["reference"] for t in transfers if t.get("status") == "completed"]
+    async with database.transaction() as session:
+        for row in await completed_with_parties(session, references):
+            sent = Money.of(row.amount_minor, row.currency)
+            received = Money.of(
+                row.receive_amount_minor or row.amount_minor, row.receive_currency or row.currency
+            )
+            await notify(
+                session,
+                settings,
+                row.sender_user_id,
+                Event.TRANSFER_SENT,
+                {
+                    "amount": amount_text(sent),
+                    "counterparty": full_name(row.recipient_first_name, row.recipient_last_name),
+                    "wallet_number": row.sender_number,
+                    "reference": row.reference,
+                },
+                key=row.reference,
+            )
+            await notify(
+                session,
+                settings,
+                row.recipient_user_id,
+                Event.TRANSFER_RECEIVED,
+                {
+                    "amount": amount_text(received),
+                    "counterparty": full_name(row.sender_first_name, row.sender_last_name),
+                    "wallet_number": row.recipient_number,
+                    "reference": row.reference,
+                },
+                key=row.reference,
+            )
 
 
 @job(SEND_EMAIL_JOB)

@@ -199,3 +199,37 @@ async def find_for_sender(
             .where(Transfer.reference == reference, Transfer.sender_user_id == sender_user_id)
         )
     ).one_or_none()
+
+
+async def completed_with_parties(
+    session: AsyncSession, references: Sequence[str]
+) -> Sequence[ResultRow]:
+    """Completed transfers with both wallets and owners, for the settled notices."""
+    if not references:
+        return []
+    sender_wallet, recipient_wallet = aliased(Wallet), aliased(Wallet)
+    sender, recipient = aliased(User), aliased(User)
+    query = (
+        select(
+            Transfer.reference,
+            Transfer.amount_minor,
+            Transfer.currency,
+            Transfer.receive_amount_minor,
+            Transfer.receive_currency,
+            sender.id.label("sender_user_id"),
+            sender.first_name.label("sender_first_name"),
+            sender.last_name.label("sender_last_name"),
+            sender_wallet.number.label("sender_number"),
+            recipient.id.label("recipient_user_id"),
+            recipient.first_name.label("recipient_first_name"),
+            recipient.last_name.label("recipient_last_name"),
+            recipient_wallet.number.label("recipient_number"),
+        )
+        .join(sender_wallet, sender_wallet.id == Transfer.sender_wallet_id)
+        .join(sender, sender.id == sender_wallet.user_id)
+        .join(recipient_wallet, recipient_wallet.id == Transfer.recipient_wallet_id)
+        .join(recipient, recipient.id == recipient_wallet.user_id)
+        .where(Transfer.reference.in_(references), Transfer.status == TransferStatus.COMPLETED)
+        .order_by(Transfer.id)
+    )
+    return (await session.execute(query)).all()

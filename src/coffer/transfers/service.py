@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import ResultRow
 from coffer.errors import AppError, ValidationFailed
+from coffer.fees.service import FEES_PURPOSE, collect_owed_fees
 from coffer.fx import repository as fx_repository
 from coffer.fx import service as fx
 from coffer.fx.conversion import Conversion, convert
@@ -63,7 +64,6 @@ SETTLED_JOB = "notifications.transfers_settled"
 MAX_NARRATION_LENGTH = 255
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 FX_PURPOSE = "fx"
-FEES_PURPOSE = "fees"
 
 
 class RecipientNotFound(AppError):
@@ -106,6 +106,12 @@ class RecipientInactive(AppError):
     code = "recipient_inactive"
     http_status = 400
     default_message = "The recipient cannot receive money right now"
+
+
+class RecipientFrozen(AppError):
+    code = "recipient_wallet_frozen"
+    http_status = 400
+    default_message = "The recipient's wallet is frozen and cannot receive money"
 
 
 class CurrencyMismatch(AppError):
@@ -401,9 +407,13 @@ def _check_can_send(candidate: _Candidate) -> None:
     sender, recipient = candidate.sender, candidate.recipient
     if sender.id == recipient.id:
         raise CannotTransferToSelf()
-    if not recipient.owner_active or recipient.status in (WalletStatus.FROZEN, WalletStatus.CLOSED):
+    if not recipient.owner_active or recipient.status == WalletStatus.CLOSED:
         # Answered like a recipient nobody has: an inactive account is not revealed.
         raise RecipientNotFound()
+    if recipient.status == WalletStatus.FROZEN:
+        # Named (the sender may retry after an operator unfreezes it), but only to a sender
+        # whose own checks already passed.
+        raise RecipientFrozen()
 
 
 async def _price(
@@ -657,17 +667,16 @@ def _refusal_reason(row: ResultRow) -> str | None:
     refusal = _OUTGOING_REFUSALS.get(row.sender_status)
     if refusal is not None:
         return refusal.code
-    if not row.recipient_active or row.recipient_status in (
-        WalletStatus.FROZEN,
-        WalletStatus.CLOSED,
-    ):
+    if row.recipient_status == WalletStatus.FROZEN:
+        return RecipientFrozen.code
+    if not row.recipient_active or row.recipient_status == WalletStatus.CLOSED:
         return RecipientInactive.code
     if row.recipient_currency != (row.receive_currency or row.currency):
         return CurrencyMismatch.code
     return None
 
 
-def _full_name(first: str | None, last: str | None) -> str | None:
+def full_name(first: str | None, last: str | None) -> str | None:
     return " ".join(part for part in (first, last) if part) or None
 
 
@@ -708,6 +717,9 @@ async def process_batch(session: AsyncSession, batch_size: int) -> BatchReport:
         ],
     )
     await wallet_repository.insert_history(session, _history_rows(claimed, reasons, entry_ids, now))
+    await collect_owed_fees(
+        session, [row.recipient_wallet_id for row in claimed if row.id in entry_ids]
+    )
     await limits.release(
         session,
         [
@@ -831,7 +843,7 @@ def _history_rows(
                 "status": TransactionStatus.FAILED if reason else TransactionStatus.SUCCESS,
                 "failure_reason": reason,
                 "counterparty_wallet_number": row.recipient_number,
-                "counterparty_name": _full_name(row.recipient_first_name, row.recipient_last_name),
+                "counterparty_name": full_name(row.recipient_first_name, row.recipient_last_name),
             }
         )
         if reason is None:
@@ -845,7 +857,7 @@ def _history_rows(
                     "status": TransactionStatus.SUCCESS,
                     "failure_reason": None,
                     "counterparty_wallet_number": row.sender_number,
-                    "counterparty_name": _full_name(row.sender_first_name, row.sender_last_name),
+                    "counterparty_name": full_name(row.sender_first_name, row.sender_last_name),
                 }
             )
     return rows

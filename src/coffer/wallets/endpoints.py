@@ -55,7 +55,7 @@ async def _history_params(
 HistoryQuery = Annotated[_HistoryParams, Depends(_history_params)]
 
 
-async def _history(session: Session, wallet: Wallet, query: HistoryQuery) -> TransactionPage:
+async def history_page(session: Session, wallet: Wallet, query: HistoryQuery) -> TransactionPage:
     rows, next_cursor = await service.history(
         session, wallet, limit=query.limit, cursor=query.cursor, filters=query.filters
     )
@@ -80,7 +80,7 @@ async def primary_history(
     principal: Reader, session: Session, query: HistoryQuery
 ) -> Envelope[TransactionPage]:
     wallet = await service.primary_wallet(session, principal.user_id)
-    return Envelope(data=await _history(session, wallet, query))
+    return Envelope(data=await history_page(session, wallet, query))
 
 
 @wallets_router.get("", summary="Your wallets", responses=error_responses(401, 403, 429))
@@ -149,4 +149,4 @@ async def wallet_history(
     wallet_number: WalletNumber, principal: Reader, session: Session, query: HistoryQuery
 ) -> Envelope[TransactionPage]:
     wallet = await service.owned_wallet(session, principal.user_id, wallet_number)
-    return Envelope(data=await _history(session, wallet, query))
+    return Envelope(data=await history_page(session, wallet, query))

@@ -33,6 +33,7 @@ from coffer.kit.money import HARD_MAX_MINOR, format_minor, get_currency, parse_a
 from coffer.ledger.repository import is_postgres
 from coffer.models import Base, DailyLimitUsage
 from coffer.settings import Settings
+from coffer.wallets import limit_overrides
 
 _usage = Base.metadata.tables[DailyLimitUsage.__tablename__]
 
@@ -102,6 +103,7 @@ async def consume(session: AsyncSession, claims: Sequence[tuple[LimitClaim, int]
 
     Claims of one usage row are applied in the order given, so the earliest requests win.
     """
+    claims = await limit_overrides.apply(session, claims)
     granted = [False] * len(claims)
     # Round r applies the r-th claim of every usage row: within a statement each row is
     # touched once (PostgreSQL refuses an upsert that hits one row twice).

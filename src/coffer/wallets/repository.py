@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.models import Base, Transaction, TransactionStatus, TransactionType, User, Wallet
@@ -87,3 +87,24 @@ async def history_page(
         query = query.where(Transaction.created_at < until)
     query = query.order_by(Transaction.id.desc()).limit(limit)
     return (await session.execute(query)).scalars().all()
+
+
+async def get_by_ids(session: AsyncSession, wallet_ids: Sequence[int]) -> dict[int, Wallet]:
+    rows = (await session.execute(select(Wallet).where(Wallet.id.in_(wallet_ids)))).scalars()
+    return {wallet.id: wallet for wallet in rows}
+
+
+async def set_status(
+    session: AsyncSession, wallet_ids: Sequence[int], *, from_status: str, to_status: str
+) -> list[int]:
+    """Move the wallets that are in `from_status` to `to_status`; returns those that moved."""
+    if not wallet_ids:
+        return []
+    moved = await session.execute(
+        update(Wallet)
+        .where(Wallet.id.in_(wallet_ids), Wallet.status == from_status)
+        .values(status=to_status)
+        .returning(Wallet.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(moved.scalars().all())

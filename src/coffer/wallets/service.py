@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import violates
 from coffer.errors import AppError
+from coffer.fees.service import collect_owed_fees
 from coffer.kit.clock import utcnow
 from coffer.kit.money import Money, UnknownCurrency, get_currency
 from coffer.kit.pagination import decode_cursor, encode_cursor
@@ -158,6 +159,8 @@ async def adjust(
                 }
             ],
         )
+        if credit:
+            await collect_owed_fees(session, [wallet.id])
     return entry
 
 

@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys import service as apikeys
+from coffer.audit import security
 from coffer.auth.principal import AccountInactive
 from coffer.identity import codes, sessions
 from coffer.identity.passwords import hash_password
@@ -53,6 +54,7 @@ async def reset_password(
     await sessions.revoke_user_sessions(session, user.id, "password_reset")
     await apikeys.revoke_all(session, user.id)
     await messages.notify_password_reset(session, settings, user)
+    await security.password_changed(session, settings, user.id, reset=True)
     log.info("auth.password_reset", user_id=str(user.id))
 
 
@@ -76,4 +78,5 @@ async def change_password(
     user.password_hash = new_hash
     await session.flush()
     await sessions.revoke_user_sessions(session, user.id, "password_changed", keep=session_id)
+    await security.password_changed(session, settings, user.id, reset=False)
     log.info("auth.password_changed", user_id=str(user.id))

@@ -8,6 +8,7 @@ import uuid
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.audit import security
 from coffer.db import Database
 from coffer.errors import AppError
 from coffer.identity import sessions, totp
@@ -53,6 +54,7 @@ async def disable_two_factor(
     if not await totp.verify_code(session, settings, user_id, code, allow_recovery=True):
         raise totp.InvalidTwoFactorCode()
     await totp.disable(session, user_id)
+    await security.two_factor_changed(session, settings, user_id, enabled=False)
     log.info("auth.two_factor_disabled", user_id=str(user_id))
 
 

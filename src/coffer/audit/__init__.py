@@ -1,0 +1,1 @@
+"""The tamper-evident audit log of admin actions and security events."""

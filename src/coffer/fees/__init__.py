@@ -1,0 +1,1 @@
+"""Monthly maintenance fees (seed 004)."""
