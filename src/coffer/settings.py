@@ -277,10 +277,6 @@ class Settings(BaseSettings):
             raise ValueError(f"COFFER_PROVIDER_BY_CURRENCY: unknown currencies {unknown}")
         return upper
 
-    @property
-    def payment_providers_in_use(self) -> set[str]:
-        return {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
-
     @model_validator(mode="after")
     def _google_needs_its_whole_configuration(self) -> Self:
         if self.google_client_id and not (self.google_client_secret and self.google_redirect_uri):
@@ -316,7 +312,8 @@ class Settings(BaseSettings):
             "paystack": ("paystack_secret_key",),
             "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
         }
-        for provider in sorted(self.payment_providers_in_use):
+        in_use = {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
+        for provider in sorted(in_use):
             for name in required.get(provider, ()):
                 if not getattr(self, name).get_secret_value():
                     raise ValueError(

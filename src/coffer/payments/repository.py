@@ -1,4 +1,4 @@
-"""Every query of the payments domain (and of the sandbox provider's own tables).
+"""Every query of the payments domain (the sandbox provider's own tables: sandbox_repository).
 
 State changes of deposits and withdrawals are conditional updates (`WHERE status IN (...)`):
 a webhook and reconciliation racing on one deposit both try, the database lets one win, and
@@ -13,19 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.ledger.repository import is_postgres
+from coffer.kit.sql import dialect_insert
 from coffer.models import (
     Base,
     Deposit,
     DepositStatus,
     InboxOutcome,
     PayoutDestination,
-    SandboxCharge,
-    SandboxPayout,
-    SandboxRecipient,
     SavedCard,
     Transaction,
     User,
@@ -37,15 +33,6 @@ from coffer.models import (
 _transactions = Base.metadata.tables[Transaction.__tablename__]
 _inbox = Base.metadata.tables[WebhookInboxEntry.__tablename__]
 _cards = Base.metadata.tables[SavedCard.__tablename__]
-_recipients = Base.metadata.tables[SandboxRecipient.__tablename__]
-_sandbox_payouts = Base.metadata.tables[SandboxPayout.__tablename__]
-
-
-def _insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's INSERT, which has ON CONFLICT on both backends."""
-    if is_postgres(session):
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 # Deposits
@@ -162,7 +149,7 @@ async def insert_inbox(session: AsyncSession, values: dict[str, Any]) -> int | N
     A concurrent duplicate waits on the first one's unique-index entry and, once that
     commits, inserts nothing: exactly one delivery goes on to apply the event."""
     result = await session.execute(
-        _insert(session, _inbox)
+        dialect_insert(session, _inbox)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["provider", "event_key"])
         .returning(_inbox.c.id)
@@ -200,7 +187,7 @@ async def inbox_for_review(session: AsyncSession, limit: int) -> Sequence[Webhoo
 async def upsert_card(session: AsyncSession, values: dict[str, Any]) -> None:
     """One row per (user, provider, card signature): a card saved again gets the new
     authorization and comes back if it was deleted."""
-    statement = _insert(session, _cards).values(**values)
+    statement = dialect_insert(session, _cards).values(**values)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["user_id", "provider", "signature"],
@@ -373,89 +360,4 @@ async def destinations_sealed_not_with(
         )
         .scalars()
         .all()
-    )
-
-
-# The sandbox provider's state
-
-
-async def insert_sandbox_charge(session: AsyncSession, charge: SandboxCharge) -> None:
-    session.add(charge)
-    await session.flush()
-
-
-async def sandbox_charge(session: AsyncSession, reference: str) -> SandboxCharge | None:
-    return await session.get(SandboxCharge, reference)
-
-
-async def settle_sandbox_charge(
-    session: AsyncSession,
-    reference: str,
-    status: str,
-    *,
-    paid_at: datetime | None,
-    authorization_code: str | None,
-) -> bool:
-    """Pay or decline a pending sandbox checkout once; False when it was already settled."""
-    result = await session.execute(
-        update(SandboxCharge)
-        .where(SandboxCharge.reference == reference, SandboxCharge.status == "pending")
-        .values(status=status, paid_at=paid_at, authorization_code=authorization_code)
-        .returning(SandboxCharge.reference)
-    )
-    return result.first() is not None
-
-
-async def sandbox_authorization_exists(session: AsyncSession, authorization_code: str) -> bool:
-    found = await session.execute(
-        select(SandboxCharge.reference)
-        .where(SandboxCharge.authorization_code == authorization_code)
-        .limit(1)
-    )
-    return found.first() is not None
-
-
-async def upsert_sandbox_recipient(
-    session: AsyncSession, recipient_code: str, account_suffix: str
-) -> None:
-    await session.execute(
-        _insert(session, _recipients)
-        .values(recipient_code=recipient_code, account_suffix=account_suffix)
-        .on_conflict_do_nothing(index_elements=["recipient_code"])
-    )
-
-
-async def sandbox_recipient_suffix(session: AsyncSession, recipient_code: str) -> str | None:
-    suffix: str | None = (
-        await session.execute(
-            select(SandboxRecipient.account_suffix).where(
-                SandboxRecipient.recipient_code == recipient_code
-            )
-        )
-    ).scalar_one_or_none()
-    return suffix
-
-
-async def insert_sandbox_payout(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """False when a payout with this reference exists (the provider's idempotency)."""
-    result = await session.execute(
-        _insert(session, _sandbox_payouts)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["reference"])
-        .returning(_sandbox_payouts.c.reference)
-    )
-    return result.first() is not None
-
-
-async def sandbox_payout(session: AsyncSession, reference: str) -> SandboxPayout | None:
-    return await session.get(SandboxPayout, reference)
-
-
-async def set_sandbox_payout_status(
-    session: AsyncSession, reference: str, status: str, failure_reason: str | None
-) -> None:
-    await session.execute(
-        update(SandboxPayout)
-        .where(SandboxPayout.reference == reference)
-        .values(status=status, failure_reason=failure_reason)
     )

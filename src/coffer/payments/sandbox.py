@@ -21,7 +21,7 @@ from coffer.db import Database
 from coffer.http import AppSettings, DatabaseDependency
 from coffer.kit.clock import utcnow
 from coffer.kit.money import format_minor, get_currency
-from coffer.payments import inbox, repository
+from coffer.payments import inbox, sandbox_repository
 from coffer.payments.providers.base import ChargeStatus, Payout, PayoutStatus, ProviderName
 from coffer.payments.providers.registry import ProviderRegistry, providers_for
 from coffer.payments.providers.sandbox import (
@@ -61,9 +61,9 @@ async def deliver_payout_events(
     """The payout simulator: the events the account number's rule calls for, in order.
     Idempotent: a re-run redelivers, and the inbox drops what it already has."""
     async with database.transaction() as session:
-        payout = await repository.sandbox_payout(session, reference)
+        payout = await sandbox_repository.sandbox_payout(session, reference)
         suffix = (
-            await repository.sandbox_recipient_suffix(session, payout.recipient_code)
+            await sandbox_repository.sandbox_recipient_suffix(session, payout.recipient_code)
             if payout
             else None
         )
@@ -72,7 +72,9 @@ async def deliver_payout_events(
     for status in payout_outcomes(suffix):
         reason = _FAILURE_REASONS.get(status)
         async with database.transaction() as session:
-            await repository.set_sandbox_payout_status(session, reference, status.value, reason)
+            await sandbox_repository.set_sandbox_payout_status(
+                session, reference, status.value, reason
+            )
         body = payout_event_body(
             Payout(
                 payout.reference,
@@ -108,7 +110,7 @@ def _with_reference(url: str, reference: str) -> str:
 @router.get("/sandbox/checkout/{reference}")
 async def checkout_page(reference: Reference, database: DatabaseDependency) -> HTMLResponse:
     async with database.transaction() as session:
-        charge = await repository.sandbox_charge(session, reference)
+        charge = await sandbox_repository.sandbox_charge(session, reference)
     if charge is None:
         return _page("Not found", "<h1>No such sandbox checkout</h1>", 404)
     currency = get_currency(charge.currency)
@@ -145,14 +147,14 @@ async def _choose(
     form = parse_qs((await request.body())[:MAX_FORM_BYTES].decode("latin-1"))
     remember = status is ChargeStatus.SUCCESS and form.get("remember") == ["1"]
     async with database.transaction() as session:
-        settled = await repository.settle_sandbox_charge(
+        settled = await sandbox_repository.settle_sandbox_charge(
             session,
             reference,
             status.value,
             paid_at=utcnow() if status is ChargeStatus.SUCCESS else None,
             authorization_code=f"AUTH_sbx_{secrets.token_hex(12)}" if remember else None,
         )
-        charge = await repository.sandbox_charge(session, reference)
+        charge = await sandbox_repository.sandbox_charge(session, reference)
     if charge is None:
         return _page("Not found", "<h1>No such sandbox checkout</h1>", 404)
     if settled:

@@ -37,7 +37,13 @@ from coffer.models import (
 )
 from coffer.payments import repository
 from coffer.payments.destinations import owned_destination
-from coffer.payments.providers.base import PayoutRequest, PayoutStatus, ProviderError
+from coffer.payments.providers.base import (
+    PaymentProvider,
+    Payout,
+    PayoutRequest,
+    PayoutStatus,
+    ProviderError,
+)
 from coffer.payments.providers.registry import ProviderRegistry
 from coffer.payments.settlement import INFLIGHT_PURPOSE, apply_payout, fail_withdrawal
 from coffer.settings import Settings
@@ -203,6 +209,15 @@ async def withdrawal_status(
     return WithdrawalView.of(withdrawal, destination)
 
 
+async def _known_payout(provider: PaymentProvider, reference: str) -> Payout | None:
+    """The provider's record of this payout, None when it has none (ProviderUnavailable
+    propagates: the job is retried)."""
+    try:
+        return await provider.verify_payout(reference)
+    except ProviderError:
+        return None
+
+
 async def initiate_payout(
     database: Database, settings: Settings, registry: ProviderRegistry, reference: str
 ) -> None:
@@ -227,10 +242,17 @@ async def initiate_payout(
     try:
         payout = await provider.initiate_payout(request)
     except ProviderError as error:
-        log.warning("payments.payout_refused", reference=reference, reason=error.message)
-        async with database.transaction() as session:
-            await fail_withdrawal(session, withdrawal, WithdrawalStatus.FAILED, "provider_refused")
-        return
+        # A retry after a lost answer is refused as a duplicate reference while the first
+        # attempt may be paying out: refund only when the provider has no such payout.
+        known = await _known_payout(provider, reference)
+        if known is None:
+            log.warning("payments.payout_refused", reference=reference, reason=error.message)
+            async with database.transaction() as session:
+                await fail_withdrawal(
+                    session, withdrawal, WithdrawalStatus.FAILED, "provider_refused"
+                )
+            return
+        payout = known
     async with database.transaction() as session:
         if payout.status in (PayoutStatus.FAILED, PayoutStatus.OTP_REQUIRED):
             await apply_payout(session, withdrawal, payout)

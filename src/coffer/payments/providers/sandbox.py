@@ -29,7 +29,7 @@ from coffer.jobs.outbox import enqueue
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import derive_key
 from coffer.models import SandboxCharge
-from coffer.payments import repository
+from coffer.payments import sandbox_repository
 from coffer.payments.providers.base import (
     Bank,
     CardAuthorization,
@@ -155,7 +155,7 @@ class SandboxProvider:
 
     async def initialize_deposit(self, request: DepositRequest) -> Checkout:
         async with self.database.transaction() as session:
-            await repository.insert_sandbox_charge(
+            await sandbox_repository.insert_sandbox_charge(
                 session,
                 SandboxCharge(
                     reference=request.reference,
@@ -172,7 +172,7 @@ class SandboxProvider:
 
     async def verify_deposit(self, reference: str, provider_reference: str | None) -> Charge:
         async with self.database.transaction() as session:
-            charge = await repository.sandbox_charge(session, reference)
+            charge = await sandbox_repository.sandbox_charge(session, reference)
         if charge is None:
             raise ProviderError("Transaction reference not found")
         return Charge(
@@ -235,9 +235,11 @@ class SandboxProvider:
     ) -> Charge:
         now = utcnow()
         async with self.database.transaction() as session:
-            known = await repository.sandbox_authorization_exists(session, authorization_code)
+            known = await sandbox_repository.sandbox_authorization_exists(
+                session, authorization_code
+            )
             status = ChargeStatus.SUCCESS if known else ChargeStatus.FAILED
-            await repository.insert_sandbox_charge(
+            await sandbox_repository.insert_sandbox_charge(
                 session,
                 SandboxCharge(
                     reference=reference,
@@ -280,12 +282,14 @@ class SandboxProvider:
         digest = hashlib.sha256(f"{bank_code}:{account_number}:{currency}".encode()).hexdigest()
         code = f"RCP_sbx_{digest[:20]}"
         async with self.database.transaction() as session:
-            await repository.upsert_sandbox_recipient(session, code, account_number[-4:])
+            await sandbox_repository.upsert_sandbox_recipient(session, code, account_number[-4:])
         return code
 
     async def initiate_payout(self, request: PayoutRequest) -> Payout:
         async with self.database.transaction() as session:
-            suffix = await repository.sandbox_recipient_suffix(session, request.recipient_code)
+            suffix = await sandbox_repository.sandbox_recipient_suffix(
+                session, request.recipient_code
+            )
             if suffix is None:
                 raise ProviderError("Recipient specified is invalid")
             if suffix == OTP_SUFFIX:
@@ -296,7 +300,7 @@ class SandboxProvider:
                     request.currency,
                 )
             transfer_code = f"TRF_sbx_{secrets.token_hex(10)}"
-            created = await repository.insert_sandbox_payout(
+            created = await sandbox_repository.insert_sandbox_payout(
                 session,
                 {
                     "reference": request.reference,
@@ -310,7 +314,7 @@ class SandboxProvider:
             )
             if created:
                 await enqueue(session, DELIVER_PAYOUT_JOB, {"reference": request.reference})
-            stored = await repository.sandbox_payout(session, request.reference)
+            stored = await sandbox_repository.sandbox_payout(session, request.reference)
         if stored is None:
             raise ProviderError("The payout could not be recorded")
         return Payout(
@@ -323,7 +327,7 @@ class SandboxProvider:
 
     async def verify_payout(self, reference: str) -> Payout:
         async with self.database.transaction() as session:
-            stored = await repository.sandbox_payout(session, reference)
+            stored = await sandbox_repository.sandbox_payout(session, reference)
         if stored is None:
             raise ProviderError("Transfer not found")
         return Payout(
