@@ -464,7 +464,8 @@ class Settings(BaseSettings):
             "paystack": ("paystack_secret_key",),
             "stripe": ("stripe_secret_key", "stripe_webhook_secret"),
         }
-        for provider in sorted(self.payment_providers_in_use):
+        in_use = {self.payment_provider.strip().lower(), *self.provider_by_currency.values()}
+        for provider in sorted(in_use):
             for name in required.get(provider, ()):
                 if not getattr(self, name).get_secret_value():
                     raise ValueError(

@@ -22,9 +22,16 @@ from tests.fixtures.stripe import StripeDouble
 
 
 @pytest.fixture
-def app_settings(database_url: str, paystack: PaystackDouble, stripe: StripeDouble) -> Settings:
+def app_settings(
+    backend: str,
+    fresh_database_url: Callable[..., str],
+    paystack: PaystackDouble,
+    stripe: StripeDouble,
+) -> Settings:
+    # A database of its own: deposits left pending here belong to providers that other
+    # tests' apps do not configure, and their reconciliation passes must not meet them.
     return Settings(
-        database_url=database_url,
+        database_url=fresh_database_url(),
         worker_mode="external",
         database_pool_size=3,
         payment_provider="paystack",
