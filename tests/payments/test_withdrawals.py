@@ -349,3 +349,22 @@ async def test_account_numbers_and_card_authorizations_are_encrypted_at_rest(
     assert "0987654321" not in str(tuple(destination_row))
     assert code not in str(tuple(card_row))
     assert destination_row.encryption_key_id == "default"
+
+
+async def test_adding_a_destination_needs_a_fresh_step_up(
+    payments: Payments, sign_in: SignIn, shift_clock: Callable[[timedelta], None]
+) -> None:
+    caller = await sign_in(fund_minor=10_000)
+    shift_clock(timedelta(seconds=payments.settings.step_up_ttl_seconds + 60))
+
+    stale = await payments.client.post(
+        f"{API}/payout-destinations",
+        json={"bank_code": "001", "account_number": SUCCEEDS},
+        headers=caller.headers,
+    )
+
+    assert stale.status_code == 403, stale.text
+    assert stale.json()["error"]["code"] == "step_up_required"
+    assert (await payments.client.get(f"{API}/payout-destinations", headers=caller.headers)).json()[
+        "data"
+    ] == []

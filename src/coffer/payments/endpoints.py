@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from coffer.auth.principal import Depositor, Reader, Withdrawer
+from coffer.auth.step_up import StepUp
 from coffer.auth.two_factor import SecondFactor
 from coffer.errors import AppError
 from coffer.http import (
@@ -156,12 +157,13 @@ async def banks(
 @router.post(
     "/payout-destinations",
     status_code=201,
-    summary="Add a bank account to withdraw to (needs X-2FA-Code with 2FA on)",
+    summary="Add a bank account to withdraw to (signed in and stepped up; X-2FA-Code with 2FA)",
     responses=_MONEY_ERRORS,
 )
 async def add_destination(
     body: DestinationCreate,
     principal: Withdrawer,
+    _stepped_up: StepUp,
     _: SecondFactor,
     session: Session,
     database: DatabaseDependency,

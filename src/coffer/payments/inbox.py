@@ -17,7 +17,12 @@ from coffer.errors import AppError
 from coffer.kit.clock import utcnow
 from coffer.models import InboxOutcome
 from coffer.payments import repository
-from coffer.payments.providers.base import PaymentProvider, WebhookEvent, WebhookKind
+from coffer.payments.providers.base import (
+    PaymentProvider,
+    ProviderError,
+    WebhookEvent,
+    WebhookKind,
+)
 from coffer.payments.settlement import Applied, apply_charge, apply_payout
 from coffer.settings import Settings
 
@@ -37,8 +42,9 @@ def verify(provider: PaymentProvider, raw_body: bytes, headers: Mapping[str, str
     """`InvalidSignature` unless the provider's signature verifies over these exact bytes."""
     try:
         return provider.verify_and_parse_webhook(raw_body, headers)
-    except (ValueError, KeyError, TypeError) as error:
-        # Signed, so it came from the provider, but not in a shape we know.
+    except (ValueError, KeyError, TypeError, ProviderError) as error:
+        # Signed, so it came from the provider, but not in a shape we know: a 4xx, since a 5xx
+        # would have the provider retry it for days.
         raise MalformedWebhook() from error
 
 

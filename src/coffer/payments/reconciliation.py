@@ -20,7 +20,7 @@ from coffer.kit.clock import utcnow
 from coffer.models import DepositStatus, InboxOutcome, WithdrawalStatus
 from coffer.payments import repository
 from coffer.payments.providers.base import Charge, Payout, ProviderError, ProviderUnavailable
-from coffer.payments.providers.registry import ProviderRegistry
+from coffer.payments.providers.registry import ProviderNotConfigured, ProviderRegistry
 from coffer.payments.settlement import abandon_deposit, apply_charge, apply_payout
 from coffer.settings import Settings
 
@@ -60,7 +60,8 @@ async def _reconcile_deposits(
             charge = await registry.get(deposit.provider).verify_deposit(
                 deposit.reference, deposit.provider_reference
             )
-        except (ProviderError, ProviderUnavailable) as error:
+        except (ProviderError, ProviderUnavailable, ProviderNotConfigured) as error:
+            # One deposit of a provider removed since must not stop every later pass.
             log.warning(
                 "payments.reconcile.verify_failed", reference=deposit.reference, code=error.code
             )
@@ -101,7 +102,7 @@ async def _reconcile_withdrawals(
             payout: Payout = await registry.get(withdrawal.provider).verify_payout(
                 withdrawal.reference
             )
-        except (ProviderError, ProviderUnavailable) as error:
+        except (ProviderError, ProviderUnavailable, ProviderNotConfigured) as error:
             log.warning(
                 "payments.reconcile.verify_failed", reference=withdrawal.reference, code=error.code
             )

@@ -43,6 +43,7 @@ from coffer.payments.providers.base import (
     PayoutRequest,
     PayoutStatus,
     ProviderError,
+    UnknownProviderReference,
 )
 from coffer.payments.providers.registry import ProviderRegistry
 from coffer.payments.settlement import INFLIGHT_PURPOSE, apply_payout, fail_withdrawal
@@ -210,11 +211,12 @@ async def withdrawal_status(
 
 
 async def _known_payout(provider: PaymentProvider, reference: str) -> Payout | None:
-    """The provider's record of this payout, None when it has none (ProviderUnavailable
-    propagates: the job is retried)."""
+    """The provider's record of this payout, None when it has none. Any other refusal (a
+    rotated key, say) and ProviderUnavailable propagate, so the job is retried: refunding a
+    payout that may still be in flight would pay the user twice."""
     try:
         return await provider.verify_payout(reference)
-    except ProviderError:
+    except UnknownProviderReference:
         return None
 
 

@@ -44,6 +44,7 @@ from coffer.payments.providers.base import (
     ProviderError,
     ProviderName,
     ResolvedAccount,
+    UnknownProviderReference,
     WebhookEvent,
     WebhookKind,
 )
@@ -329,7 +330,7 @@ class SandboxProvider:
         async with self.database.transaction() as session:
             stored = await sandbox_repository.sandbox_payout(session, reference)
         if stored is None:
-            raise ProviderError("Transfer not found")
+            raise UnknownProviderReference("Transfer not found")
         return Payout(
             stored.reference,
             PayoutStatus(stored.status),
