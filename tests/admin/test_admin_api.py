@@ -12,6 +12,7 @@ from coffer.wallets.numbers import generate_wallet_number
 from tests.admin.conftest import Person, person
 from tests.fixtures.factories import assert_ledger_sound
 from tests.fixtures.identity import Api, MakeApi
+from tests.fixtures.sms import PRODUCTION_SMS
 
 
 def admin_routes(user_id: str, wallet_number: str) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -75,7 +76,9 @@ async def test_every_admin_route_refuses_users_and_api_keys(api: Api) -> None:
 async def test_in_production_an_admin_without_two_factor_is_refused(
     make_api: MakeApi,
 ) -> None:
-    async with make_api(env="production", secret_key="p" * 40) as api:
+    async with make_api(
+        env="production", secret_key="p" * 40, sandbox_in_production=True, **PRODUCTION_SMS
+    ) as api:
         user = await person(api)
         admin = await person(api, role=Role.ADMIN)
         for method, path, body in admin_routes(user.user_id, user.wallet_number):

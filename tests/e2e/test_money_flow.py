@@ -39,7 +39,13 @@ def test_deposit_and_withdraw_through_the_sandbox(
 ) -> None:
     _coffer(server_env, "migrate")
     out = _coffer(
-        server_env, "users", "create", "--email", "ada@example.com", "--password", PASSWORD
+        server_env,
+        "users",
+        "create",
+        "--email",
+        "ada@example.com",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
     assert re.search(r"wallet_number=\d{13}", out), out
 

@@ -102,7 +102,7 @@ class Transcript:
 
 
 async def code_from(mailbox: Mailbox, address: str, count: int) -> str:
-    return await asyncio.to_thread(mailbox.wait_for, address, count)
+    return await asyncio.to_thread(mailbox.wait_for_code, address, count)
 
 
 async def test_no_secret_leaks_into_responses_or_logs(

@@ -18,6 +18,7 @@ from coffer.payments.providers.sandbox import (
     webhook_secret,
 )
 from coffer.settings import Settings
+from tests.fixtures.sms import PRODUCTION_SMS
 
 SECRET = "x" * 40
 BODY = b'{"event":"charge.success","data":{"reference":"r1","amount":100,"currency":"NGN"}}'
@@ -51,7 +52,12 @@ def test_a_provider_that_cannot_be_built_stops_the_start(tmp_path: Path) -> None
 
 
 def test_the_sandbox_is_refused_in_production_unless_allowed(tmp_path: Path) -> None:
-    production = {"env": "production", "secret_key": SECRET, "smtp_url": "smtp://mail:25"}
+    production = {
+        "env": "production",
+        "secret_key": SECRET,
+        "smtp_url": "smtp://mail:25",
+        **PRODUCTION_SMS,
+    }
     with pytest.raises(ProviderConfigError, match="COFFER_SANDBOX_IN_PRODUCTION"):
         _registry(tmp_path, **production)
 
@@ -66,7 +72,11 @@ def _sandbox(**settings: object) -> SandboxProvider:
 
 def test_a_production_sandbox_without_a_secret_refuses_every_webhook() -> None:
     sandbox = _sandbox(
-        env="production", secret_key=SECRET, smtp_url="smtp://mail:25", sandbox_in_production=True
+        env="production",
+        secret_key=SECRET,
+        smtp_url="smtp://mail:25",
+        sandbox_in_production=True,
+        **PRODUCTION_SMS,
     )
     assert webhook_secret(sandbox.settings) is None
 

@@ -12,6 +12,7 @@ import pytest
 
 from coffer.app import create_app
 from coffer.settings import Settings
+from tests.fixtures.sms import PRODUCTION_SMS
 
 AppClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 PRODUCTION = {
@@ -20,6 +21,7 @@ PRODUCTION = {
     "smtp_url": "smtp://127.0.0.1:2525",
     # These tests are about the HTTP profile; a real provider needs keys they have no use for.
     "sandbox_in_production": True,
+    **PRODUCTION_SMS,
 }
 
 

@@ -53,6 +53,9 @@ async def password_changed(
 ) -> None:
     action = Action.PASSWORD_RESET if reset else Action.PASSWORD_CHANGED
     event_id = await record(session, action, actor=user_actor(user_id), subject_user_id=user_id)
+    if reset:
+        # The reset's own email (identity) already tells the owner, keys and sessions included.
+        return
     await notify(
         session,
         settings,
@@ -107,12 +110,15 @@ async def api_key_revoked(session: AsyncSession, key: ApiKey) -> None:
 
 
 async def sign_in_burst(database: Database, account: str) -> None:
-    """Record that an account's password attempts hit their limit (`account`: a normalized
-    email or phone): its own transaction, as the refused request's rolls back. An unknown
-    account records nothing."""
+    """Record that an account's password attempts hit their limit (`account`: `user:<id>` for
+    a known account, else a normalized email or phone): its own transaction, as the refused
+    request's rolls back. An unknown account records nothing."""
     client = current_client()
     async with database.transaction() as session:
-        user_id = await repository.user_id_by_email_or_phone(session, account)
+        if account.startswith("user:"):
+            user_id: uuid.UUID | None = uuid.UUID(account.removeprefix("user:"))
+        else:
+            user_id = await repository.user_id_by_email_or_phone(session, account)
         if user_id is None:
             return
         await record(

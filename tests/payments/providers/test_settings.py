@@ -9,12 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from coffer.settings import Settings
+from tests.fixtures.sms import PRODUCTION_SMS
 
 PRODUCTION: dict[str, Any] = {
     "_env_file": None,
     "env": "production",
     "secret_key": secrets.token_urlsafe(32),
     "smtp_url": "smtp://127.0.0.1:25",
+    **PRODUCTION_SMS,
 }
 
 
