@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, update
 
+from coffer.fees.service import PERIOD, charge_due
+from coffer.kit.clock import utcnow
 from coffer.models import Deposit, Wallet, WalletStatus
 from tests.fixtures.http import API, Caller
 from tests.payments.conftest import CALLBACK, Payments, charge_event
@@ -315,3 +319,48 @@ async def test_concurrent_retries_with_one_key_open_one_deposit(
             select(func.count()).select_from(Deposit).where(Deposit.user_id == caller.user_id)
         )
     assert stored == 1
+
+
+async def test_with_user_deposits_off_only_admins_put_money_in(
+    payments: Payments, sign_in: SignIn
+) -> None:
+    caller = await sign_in()
+    payments.settings.user_deposits_enabled = False
+
+    refused = await payments.deposit(caller)
+
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "user_deposits_disabled"
+    async with payments.database.transaction() as session:
+        started = await session.scalar(
+            select(func.count()).select_from(Deposit).where(Deposit.user_id == caller.user_id)
+        )
+    assert started == 0
+
+
+async def test_a_deposit_into_a_blocked_wallet_pays_the_owed_fee_and_unblocks_it(
+    payments: Payments, sign_in: SignIn
+) -> None:
+    caller = await sign_in()
+    async with payments.database.transaction() as session:
+        # Opened a period and a minute ago (the clock stays put: tokens are checked on it).
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.number == caller.wallet_number)
+            .values(created_at=utcnow() - PERIOD - timedelta(minutes=1))
+        )
+    async with payments.database.transaction() as session:
+        await charge_due(session, {"NGN": Decimal("200.00")}, after_wallet_id=0, limit=100_000)
+    async with payments.database.transaction() as session:
+        wallet = await session.scalar(select(Wallet).where(Wallet.number == caller.wallet_number))
+    assert wallet is not None
+    assert wallet.status == WalletStatus.BLOCKED
+
+    reference = await payments.started(caller, "500.00")
+    assert (await payments.choose(reference)).status_code == 303
+
+    async with payments.database.transaction() as session:
+        status = await session.scalar(select(Wallet.status).where(Wallet.id == wallet.id))
+    assert status == WalletStatus.ACTIVE
+    assert await payments.balance(caller) == "300.00"
+    await payments.assert_ledger_sound()

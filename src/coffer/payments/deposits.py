@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.admin.policy import ensure_user_deposits_enabled
 from coffer.db import Database
 from coffer.errors import AppError, NotFound
 from coffer.idempotency.service import IdempotencyKeyInUse, IdempotencyKeyReused
@@ -220,6 +221,7 @@ async def start_deposit(
 ) -> tuple[DepositView, bool]:
     """Open a deposit and ask the provider for a checkout (or charge the saved card); returns
     the deposit and whether this was an idempotent replay. Runs its own units of work."""
+    ensure_user_deposits_enabled(settings)
     try:
         async with database.transaction() as session:
             opened = await _open(session, settings, registry, start)

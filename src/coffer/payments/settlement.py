@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.fees.service import collect_owed_fees
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import current_key_id, keyed_hash, seal
 from coffer.ledger import service as ledger
@@ -156,6 +157,8 @@ async def _credit(
         status=TransactionStatus.SUCCESS,
         ledger_entry_id=entry.entry_id,
     )
+    # A blocked wallet pays its owed fees from this credit, and is unblocked once paid up.
+    await collect_owed_fees(session, [deposit.wallet_id])
     if charge.card is not None:
         await _save_card(session, settings, deposit, charge.card)
     return Applied(InboxOutcome.APPLIED, "deposit_credited")
