@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -40,15 +39,6 @@ def test_currencies_without_their_own_provider_use_the_default(tmp_path: Path) -
 def test_an_unknown_provider_name_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(ProviderConfigError, match="unknown payment provider"):
         _registry(tmp_path, payment_provider="paypal")
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("coffer.payments.providers.stripe") is not None,
-    reason="the Stripe provider is installed on this branch",
-)
-def test_a_provider_that_cannot_be_built_stops_the_start(tmp_path: Path) -> None:
-    with pytest.raises(ProviderConfigError, match="stripe"):
-        _registry(tmp_path, provider_by_currency={"USD": "stripe"})
 
 
 def test_the_sandbox_is_refused_in_production_unless_allowed(tmp_path: Path) -> None:
