@@ -19,7 +19,7 @@ from types import TracebackType
 import httpx
 
 from ledger_throughput import BenchmarkError
-from procstat import command_line, peak_rss_mib, process_tree
+from procstat import command_line, cpu_seconds_of, peak_rss_mib, process_tree
 
 COFFER = str(Path(sys.executable).with_name("coffer"))
 POOL_SIZE = "8"
@@ -42,6 +42,9 @@ COFFER_ENVIRONMENT = {
 }
 START_TIMEOUT_SECONDS = 180
 """Generous: several helpers importing Python at once can take a minute on this machine."""
+IDLE_SAMPLE_SECONDS = 1.0
+IDLE_CPU_SECONDS = 0.05
+"""CPU a started, unloaded API process may spend in a sample (an importing one spends more)."""
 
 
 def free_port() -> int:
@@ -92,6 +95,23 @@ class _Server:
                 time.sleep(0.5)
         raise BenchmarkError(f"{self.label} did not come up within {START_TIMEOUT_SECONDS} s")
 
+    def wait_until_settled(self, expected_processes: int) -> None:
+        """Wait until `expected_processes` serving processes exist and all are idle.
+
+        One process answering /healthz says nothing of its siblings, which may still be
+        importing on a busy machine: a run started then would measure one process, not N. An
+        importing process burns CPU; an idle, started one burns next to none.
+        """
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            pids = self.serving_pids()
+            before = [cpu_seconds_of(pid) for pid in pids]
+            time.sleep(IDLE_SAMPLE_SECONDS)
+            busy = [cpu_seconds_of(pid) - spent for pid, spent in zip(pids, before, strict=True)]
+            if len(pids) >= expected_processes and max(busy) < IDLE_CPU_SECONDS:
+                return
+        raise BenchmarkError(f"{self.label}: processes still starting after the timeout")
+
     def serving_pids(self) -> list[int]:
         """The processes that answer requests: the server itself, or with several workers the
         children of its supervisor (not multiprocessing's helper processes)."""
@@ -137,6 +157,7 @@ class Coffer(_Server):
                     subprocess.Popen(command, env=self.environment, stdout=subprocess.DEVNULL)
                 )
             self.wait_until_up()
+            self.wait_until_settled(self.api_workers)
         except BaseException:
             _stop(self.processes)
             raise
