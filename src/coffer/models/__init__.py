@@ -32,7 +32,7 @@ from coffer.models.payment import (
     Withdrawal,
     WithdrawalStatus,
 )
-from coffer.models.transfer import Transfer, TransferStatus
+from coffer.models.transfer import BatchMode, GroupStatus, Transfer, TransferBatch, TransferStatus
 from coffer.models.user import Role, User
 from coffer.models.wallet import (
     Transaction,
@@ -48,6 +48,7 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "BatchMode",
     "CodePurpose",
     "DailyLimitUsage",
     "Deposit",
@@ -57,6 +58,7 @@ __all__ = [
     "FxQuote",
     "FxRate",
     "FxRateHold",
+    "GroupStatus",
     "IdempotencyRecord",
     "InboxOutcome",
     "LedgerAccount",
@@ -82,6 +84,7 @@ __all__ = [
     "TransactionStatus",
     "TransactionType",
     "Transfer",
+    "TransferBatch",
     "TransferStatus",
     "User",
     "UserIdentity",

@@ -6,12 +6,13 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coffer.kit.clock import utcnow
-from coffer.models.base import Base, BigId, UTCDateTime
+from coffer.models.base import Base, BigId, JsonDocument, UTCDateTime
 from coffer.models.fx import DecimalText
 
 
@@ -64,3 +65,45 @@ class Transfer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """When it completed or failed."""
+    linked_batch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    """The linked batch (transfer_batches.id) this transfer settles with, all or nothing; the
+    ordinary processor queue skips such transfers."""
+
+
+class BatchMode(StrEnum):
+    INDEPENDENT = "independent"
+    """Each item its own outcome."""
+    LINKED = "linked"
+    """All or nothing, at acceptance and at settlement."""
+
+
+class GroupStatus(StrEnum):
+    PENDING = "pending"
+    """A linked batch whose transfers wait to be settled together."""
+    SETTLED = "settled"
+
+
+class TransferBatch(Base):
+    """One `POST /transfers/batch` request: its items' outcomes at acceptance, in order."""
+
+    __tablename__ = "transfer_batches"
+    __table_args__ = (
+        # The linked settlement queue, like ix_transfers_pending.
+        Index(
+            "ix_transfer_batches_group_pending",
+            "id",
+            postgresql_where=text("group_status = 'pending'"),
+            sqlite_where=text("group_status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    """Per item, in request order: its idempotency key and either the transfer reference it
+    was answered with or the error code it was refused with."""
+    group_status: Mapped[str | None] = mapped_column(String(16))
+    """None for an independent batch (or a linked one that stored nothing new)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
