@@ -78,11 +78,11 @@ from coffer.logging import configure_logging
 from coffer.migrate import upgrade_to_head
 from coffer.transfers.service import (
     AcceptedTransfer,
-    BatchReport,
     RecipientKind,
     TransferRequest,
     create_transfers,
 )
+from coffer.transfers.settlement import BatchReport
 from coffer.transfers.tasks import process_pending
 from coffer.wallets import service as wallets
 

@@ -19,6 +19,7 @@ from coffer.kit.clock import utcnow
 from coffer.models import FeeStatus, Transaction, TransactionType, Wallet, WalletStatus
 from coffer.settings import Settings
 from coffer.transfers import service as transfers
+from coffer.transfers import settlement
 from coffer.transfers.service import RecipientKind, TransferRequest
 from coffer.wallets import service as wallets
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
@@ -151,7 +152,7 @@ async def test_a_transfer_into_a_blocked_wallet_pays_its_fee_at_settlement(
         )
     assert not isinstance(outcome, Exception), outcome
     async with database.transaction() as session:
-        await transfers.process_batch(session, 500)
+        await settlement.process_batch(session, 500)
 
     assert await _state(database, user) == (10_000, WalletStatus.ACTIVE, [(1, FeeStatus.PAID)])
 

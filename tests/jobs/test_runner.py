@@ -25,13 +25,12 @@ from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus, Transfer, TransferStatus
 from coffer.settings import Settings
 from coffer.transfers.service import (
-    PROCESS_JOB,
-    SETTLED_JOB,
     AcceptedTransfer,
     RecipientKind,
     TransferRequest,
     create_transfers,
 )
+from coffer.transfers.settlement import PROCESS_JOB, SETTLED_JOB
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
 
 SUCCEEDING_JOB = "tests.runner.records_payload"

@@ -14,12 +14,12 @@ from coffer.db import Database
 from coffer.models import OutboxJob, OutboxStatus, TransferStatus
 from coffer.settings import Settings
 from coffer.transfers.service import (
-    PROCESS_JOB,
     AcceptedTransfer,
     RecipientKind,
     TransferRequest,
     create_transfers,
 )
+from coffer.transfers.settlement import PROCESS_JOB
 from tests.fixtures.http import Caller
 from tests.fixtures.scaled import (
     RedisServer,

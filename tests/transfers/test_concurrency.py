@@ -18,6 +18,7 @@ from coffer.identity.service import NewUser
 from coffer.kit.money import format_minor, get_currency
 from coffer.models import LedgerAccount, LedgerEntry, LedgerPosting, Transaction, Transfer
 from coffer.transfers import service as transfers
+from coffer.transfers import settlement
 from coffer.transfers.service import AcceptedTransfer, RecipientKind, TransferRequest
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
 
@@ -37,12 +38,12 @@ async def _processor(database: Database, accepting_done: asyncio.Event) -> int:
     claimed = 0
     while True:
         async with database.transaction() as session:
-            report = await transfers.process_batch(session, SETTLE_BATCH)
+            report = await settlement.process_batch(session, SETTLE_BATCH)
         claimed += report.claimed
         if report.claimed == 0:
             if accepting_done.is_set():
                 async with database.transaction() as session:
-                    report = await transfers.process_batch(session, SETTLE_BATCH)
+                    report = await settlement.process_batch(session, SETTLE_BATCH)
                 claimed += report.claimed
                 if report.claimed == 0:
                     return claimed

@@ -29,6 +29,7 @@ from coffer.transfers.service import (
     TransferOutcome,
     TransferRequest,
 )
+from coffer.transfers.settlement import SETTLED_JOB
 from coffer.transfers.tasks import process_pending
 from coffer.wallets import service as wallets
 from coffer.wallets.service import InvalidWalletNumber
@@ -169,9 +170,7 @@ async def test_settled_transfers_are_announced_through_the_outbox(
     await process_pending(database, batch_size=50)
     async with database.transaction() as session:
         payloads = (
-            await session.execute(
-                select(OutboxJob.payload).where(OutboxJob.name == transfers.SETTLED_JOB)
-            )
+            await session.execute(select(OutboxJob.payload).where(OutboxJob.name == SETTLED_JOB))
         ).scalars()
         announced = [
             t for payload in payloads for t in payload["transfers"] if t["reference"] == reference

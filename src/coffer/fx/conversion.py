@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
 from fractions import Fraction
+from typing import Any
 
 from coffer.kit.money import HARD_MAX_MINOR, Currency, InvalidAmount, Money
 
@@ -54,6 +55,34 @@ class Conversion:
     fee: Money
     """The spread, in the send currency, to system:fees:<ccy>."""
     receive: Money
+
+    def terms(self, quote_id: str | None) -> dict[str, Any]:
+        """The conversion as stored in ledger and history metadata (amounts as strings)."""
+        details: dict[str, Any] = {
+            "rate": format(self.rate, "f"),
+            "send_amount": self.send.format(),
+            "send_currency": self.send.currency.code,
+            "receive_amount": self.receive.format(),
+            "receive_currency": self.receive.currency.code,
+            "fee": self.fee.format(),
+        }
+        if quote_id is not None:
+            details["quote_id"] = quote_id
+        return details
+
+
+def stored_conversion(row: Any) -> Conversion | None:
+    """The conversion a stored transfer row carries (its `fx_rate`, `amount_minor`,
+    `currency`, `fee_minor`, `receive_amount_minor` and `receive_currency`); None when the
+    transfer stays in one currency."""
+    if row.receive_currency is None:
+        return None
+    return Conversion(
+        row.fx_rate,
+        Money.of(row.amount_minor, row.currency),
+        Money.of(row.fee_minor or 0, row.currency),
+        Money.of(row.receive_amount_minor, row.receive_currency),
+    )
 
 
 def convert(

@@ -1,5 +1,5 @@
 """The Idempotency-Key rules (DESIGN.md §6), for every mutating route except transfers, which
-keep their key on the transfer row itself (coffer.transfers.service).
+keep their key on the transfer row itself (coffer.transfers.replay).
 
 Same key + same request → the stored response, replayed; same key + a different request →
 422 `idempotency_key_reused`; same key while the first request is still running → 409

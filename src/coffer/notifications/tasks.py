@@ -16,7 +16,7 @@ from coffer.notifications.service import Event, amount_text, notify
 from coffer.notifications.sms import SEND_SMS_JOB, open_sms_payload, sms_sender_for
 from coffer.settings import Settings
 from coffer.transfers.repository import completed_with_parties
-from coffer.transfers.service import full_name
+from coffer.wallets.history import full_name
 
 log = structlog.get_logger(__name__)
 

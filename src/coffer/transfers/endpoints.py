@@ -1,7 +1,7 @@
 """Transfer routes: from the primary wallet (`/wallet/transfer`, the seed contract) or from a
 named wallet (`/wallets/{wallet_number}/transfer`), through one handler.
 
-Idempotency lives on the transfer row (coffer.transfers.service): the Idempotency-Key header
+Idempotency lives on the transfer row (coffer.transfers.replay): the Idempotency-Key header
 or the body's idempotency_key, unique per sender; a replay answers the first response with
 `Idempotent-Replayed: true`.
 """
@@ -24,12 +24,12 @@ from coffer.schemas import Envelope
 from coffer.settings import Settings
 from coffer.transfers import status
 from coffer.transfers.batcher import TransferBatcher
+from coffer.transfers.errors import RecipientNotFound
+from coffer.transfers.requests import MAX_IDEMPOTENCY_KEY_LENGTH
 from coffer.transfers.schemas import TransferAccepted, TransferCreate, TransferStatusOut
 from coffer.transfers.service import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
     AcceptedTransfer,
     RecipientKind,
-    RecipientNotFound,
     TransferRequest,
     create_transfers,
 )

@@ -8,7 +8,11 @@ from pydantic import Field, model_validator
 
 from coffer.models import TransferStatus
 from coffer.schemas import AmountInput, AmountOutput, RequestSchema, Schema, UtcDateTime
-from coffer.transfers.service import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_NARRATION_LENGTH, RecipientKind
+from coffer.transfers.requests import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_NARRATION_LENGTH,
+    RecipientKind,
+)
 from coffer.transfers.status import TransferView
 
 

@@ -11,7 +11,7 @@ from coffer.db import Database
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import job
 from coffer.settings import Settings
-from coffer.transfers.service import PROCESS_JOB, BatchReport, process_batch
+from coffer.transfers.settlement import PROCESS_JOB, BatchReport, process_batch
 
 log = structlog.get_logger(__name__)
 
