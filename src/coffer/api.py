@@ -13,6 +13,7 @@ from coffer.identity.endpoints import auth_router
 from coffer.notifications.endpoints import router as notification_preferences_router
 from coffer.payments.endpoints import router as payments_router
 from coffer.payments.endpoints import webhook_router, withdraw_router
+from coffer.transfers.batch_endpoints import router as batch_transfers_router
 from coffer.transfers.endpoints import router as transfers_router
 from coffer.wallets.endpoints import wallet_router, wallets_router
 
@@ -26,6 +27,7 @@ def api_router() -> APIRouter:
     router.include_router(wallet_router)
     router.include_router(wallets_router)
     router.include_router(transfers_router)
+    router.include_router(batch_transfers_router)
     router.include_router(auth_router)
     router.include_router(me_router)
     router.include_router(payments_router)

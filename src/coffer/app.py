@@ -34,6 +34,7 @@ from coffer.migrate import head_revision
 from coffer.payments.providers.registry import close_providers, providers_for
 from coffer.payments.sandbox import router as sandbox_router
 from coffer.settings import Settings, WorkerMode, get_settings
+from coffer.transfers.batch_endpoints import BATCH_PATH
 from coffer.transfers.batcher import TransferBatcher
 
 SHUTDOWN_PUBLISH_SECONDS = 5
@@ -116,7 +117,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     own 500 included), CORS answers preflights before the body cap, the body cap wraps the
     routes."""
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        per_path={f"{API_PREFIX}{BATCH_PATH}": settings.max_batch_body_bytes},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

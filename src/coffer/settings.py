@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest request body accepted, on every route (webhooks included); 413
     `payload_too_large` beyond it, before authentication and without reading the rest."""
+    max_batch_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """The same cap for `POST /transfers/batch` alone: 1,000 transfers need more than 64 KiB."""
     rate_limit_per_ip: str = "3000/minute"
     """`limits` notation. Requests to authenticated routes from one client IP (429
     `rate_limited` + Retry-After); shared through Redis when COFFER_REDIS_URL is set."""

@@ -1,8 +1,11 @@
 """The request body cap, in front of everything (authentication included): a declared
 Content-Length over the cap is answered 413 before a byte is read, and a chunked body is
-counted while it streams and refused the moment it passes the cap, without reading the rest."""
+counted while it streams and refused the moment it passes the cap, without reading the rest.
+A few paths (the transfer batch) have a larger cap of their own."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,17 +27,21 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.per_path.get(scope["path"], self.max_body_bytes)
         declared = _declared_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            refusal = _too_large(self.max_body_bytes)
+        if declared is not None and declared > cap:
+            refusal = _too_large(cap)
             response = error_response(refusal.status_code, refusal.code, refusal.detail)
             await response(scope, receive, send)
             return
@@ -45,10 +52,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > cap:
                     # Raised to whoever is reading (FastAPI's body reader, the idempotency
                     # fingerprint): the exception handlers answer 413 in the envelope.
-                    raise _too_large(self.max_body_bytes)
+                    raise _too_large(cap)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -19,7 +19,6 @@ from coffer.errors import AppError, ValidationFailed
 from coffer.http import AppSettings, DatabaseDependency, ExactJSONRoute, Session, error_responses
 from coffer.idempotency.dependency import REPLAYED_HEADER
 from coffer.kit.concurrency import ConcurrencyCap
-from coffer.models import TransferStatus
 from coffer.schemas import Envelope
 from coffer.settings import Settings
 from coffer.transfers import status
@@ -127,23 +126,7 @@ async def _transfer(
     if accepted.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return Envelope(
-        status_code=202,
-        message="Transfer accepted",
-        data=TransferAccepted(
-            reference=accepted.reference,
-            # The answer of the request that made it, replayed as it was first given.
-            status=TransferStatus.PENDING,
-            amount=accepted.amount.format(),
-            currency=accepted.amount.currency.code,
-            recipient_wallet=accepted.recipient_wallet_number,
-            created_at=accepted.created_at,
-            receive_amount=accepted.receive_amount.format() if accepted.receive_amount else None,
-            receive_currency=(
-                accepted.receive_amount.currency.code if accepted.receive_amount else None
-            ),
-            fx_rate=str(accepted.fx_rate) if accepted.fx_rate is not None else None,
-            fee=accepted.fee.format() if accepted.fee else None,
-        ),
+        status_code=202, message="Transfer accepted", data=TransferAccepted.of(accepted)
     )
 
 

@@ -59,3 +59,26 @@ class CurrencyMismatch(AppError):
     code = "currency_mismatch"
     http_status = 422
     default_message = "The recipient's wallet is in another currency"
+
+
+class DuplicateItemKey(AppError):
+    """Two items of one batch carry the same idempotency key: which one the key names would
+    be a guess, so the batch is refused whole."""
+
+    code = "duplicate_idempotency_key"
+    http_status = 422
+    default_message = "Each transfer of a batch needs its own idempotency key"
+
+
+class LinkedEventFailed(AppError):
+    """A linked batch is all or nothing: this item was fine, another was not."""
+
+    code = "linked_event_failed"
+    http_status = 409
+    default_message = "Another transfer of this linked batch failed, so none was applied"
+
+
+class BatchNotFound(AppError):
+    code = "batch_not_found"
+    http_status = 404
+    default_message = "Batch not found"

@@ -6,14 +6,23 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select, tuple_, update
+from sqlalchemy import Select, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from coffer.db import ResultRow
 from coffer.ledger.repository import is_postgres
-from coffer.models import Base, LedgerAccount, Transfer, TransferStatus, User, Wallet
+from coffer.models import (
+    Base,
+    GroupStatus,
+    LedgerAccount,
+    Transfer,
+    TransferBatch,
+    TransferStatus,
+    User,
+    Wallet,
+)
 
 _transfers = Base.metadata.tables[Transfer.__tablename__]
 
@@ -107,7 +116,8 @@ async def get_by_reference(session: AsyncSession, reference: str) -> Transfer | 
     ).scalar_one_or_none()
 
 
-def _claim_statement() -> Select[*tuple[Any, ...]]:
+def _pending_with_parties() -> Select[*tuple[Any, ...]]:
+    """Pending transfers with both wallets' and owners' state: what settling one needs."""
     sender, recipient = aliased(Wallet), aliased(Wallet)
     sender_owner, recipient_owner = aliased(User), aliased(User)
     return (
@@ -146,13 +156,23 @@ def _claim_statement() -> Select[*tuple[Any, ...]]:
         .join(recipient_owner, recipient_owner.id == recipient.user_id)
         .where(Transfer.status == TransferStatus.PENDING)
         .order_by(Transfer.id)
-        .limit(bindparam("claim_limit"))
-        .with_for_update(skip_locked=True, of=Transfer)
     )
 
 
-# Built once: the processor claims many times a second and the statement never changes.
-_CLAIM = _claim_statement()
+# Built once: the processor claims many times a second and the statements never change.
+# Transfers of a linked batch settle together (claim_linked_group), never one by one.
+_CLAIM = (
+    _pending_with_parties()
+    .where(Transfer.linked_batch_id.is_(None))
+    .limit(bindparam("claim_limit"))
+    .with_for_update(skip_locked=True, of=Transfer)
+)
+_CLAIM_GROUP = (
+    _pending_with_parties()
+    .where(Transfer.linked_batch_id == bindparam("batch_id"))
+    .with_for_update(of=Transfer)
+)
+_batches = Base.metadata.tables[TransferBatch.__tablename__]
 
 
 async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow]:
@@ -162,6 +182,75 @@ async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow
     request was accepted stops the transfer.
     """
     return (await session.execute(_CLAIM, {"claim_limit": limit})).all()
+
+
+async def claim_linked_batch(session: AsyncSession) -> int | None:
+    """Lock the oldest linked batch still to settle, skipping any another processor holds.
+
+    Its lock is the group's: the ordinary claim never takes a linked batch's transfers.
+    """
+    return (
+        await session.execute(
+            select(_batches.c.id)
+            .where(_batches.c.group_status == GroupStatus.PENDING)
+            .order_by(_batches.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def claim_linked_group(session: AsyncSession, batch_id: int) -> Sequence[ResultRow]:
+    """Every pending transfer of a linked batch (whose row the caller holds), as claim_pending
+    gives them."""
+    return (await session.execute(_CLAIM_GROUP, {"batch_id": batch_id})).all()
+
+
+async def mark_group_settled(session: AsyncSession, batch_id: int) -> None:
+    await session.execute(
+        update(_batches).where(_batches.c.id == batch_id).values(group_status=GroupStatus.SETTLED)
+    )
+
+
+async def insert_batch(session: AsyncSession, row: dict[str, Any]) -> int:
+    result = await session.execute(insert(_batches).values(**row).returning(_batches.c.id))
+    return int(result.scalar_one())
+
+
+async def link_to_batch(session: AsyncSession, batch_id: int, references: Sequence[str]) -> None:
+    """Make these (just inserted, not yet committed) transfers settle with the linked batch."""
+    await session.execute(
+        update(_transfers)
+        .where(_transfers.c.reference.in_(references))
+        .values(linked_batch_id=batch_id)
+    )
+
+
+async def find_batch(
+    session: AsyncSession, reference: str, user_id: uuid.UUID
+) -> TransferBatch | None:
+    """A batch as its owner sees it; None for an unknown reference or another user's."""
+    return (
+        await session.execute(
+            select(TransferBatch).where(
+                TransferBatch.reference == reference, TransferBatch.user_id == user_id
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def settlement_states(
+    session: AsyncSession, references: Sequence[str]
+) -> dict[str, ResultRow]:
+    """Status and failure reason of each of these transfers, by reference."""
+    if not references:
+        return {}
+    rows = await session.execute(
+        select(Transfer.reference, Transfer.status, Transfer.failure_reason).where(
+            Transfer.reference.in_(references)
+        )
+    )
+    return {row.reference: row for row in rows}
 
 
 async def mark_settled(session: AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from coffer.schemas import AmountInput, AmountOutput, RequestSchema, Schema, Utc
 from coffer.transfers.requests import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_NARRATION_LENGTH,
+    AcceptedTransfer,
     RecipientKind,
 )
 from coffer.transfers.status import TransferView
@@ -68,6 +69,23 @@ class TransferAccepted(Schema):
     receive_currency: str | None = None
     fx_rate: str | None = Field(default=None, description="Units of receive_currency per unit sent")
     fee: AmountOutput | None = Field(default=None, description="FX spread, included in amount")
+
+    @classmethod
+    def of(cls, accepted: AcceptedTransfer) -> TransferAccepted:
+        receive = accepted.receive_amount
+        return cls(
+            reference=accepted.reference,
+            # The answer of the request that made it, replayed as it was first given.
+            status=TransferStatus.PENDING,
+            amount=accepted.amount.format(),
+            currency=accepted.amount.currency.code,
+            recipient_wallet=accepted.recipient_wallet_number,
+            created_at=accepted.created_at,
+            receive_amount=receive.format() if receive else None,
+            receive_currency=receive.currency.code if receive else None,
+            fx_rate=str(accepted.fx_rate) if accepted.fx_rate is not None else None,
+            fee=accepted.fee.format() if accepted.fee else None,
+        )
 
 
 class TransferStatusOut(Schema):

@@ -4,6 +4,8 @@ Claims pending transfers oldest first, posts them through the ledger as one batc
 completed or failed, writes both sides' history (coffer.wallets.history) and an outbox event,
 all in the caller's single transaction. A failed transfer gives its limit back.
 
+A linked batch's transfers (`process_linked_batch`) settle as a group: all or none.
+
 A cross-currency transfer is one ledger entry: the sender's wallet pays `system:fx:<from>`,
 `system:fx:<to>` pays the recipient's wallet, and the spread (if any) goes from the sender's
 amount to `system:fees:<from>`; each currency balances on its own.
@@ -25,6 +27,7 @@ from coffer.ledger import service as ledger
 from coffer.ledger.postings import EntryKind, EntryRequest, Posting
 from coffer.models import TransferStatus
 from coffer.transfers import repository
+from coffer.transfers.errors import LinkedEventFailed
 from coffer.transfers.states import refusal_reason
 from coffer.wallets import limits
 from coffer.wallets.history import record_settled_transfers
@@ -64,6 +67,76 @@ async def process_batch(session: AsyncSession, batch_size: int) -> BatchReport:
         else:
             entry_ids[row.id] = result.entry_id
 
+    return await _record(session, claimed, reasons, entry_ids)
+
+
+async def process_linked_batch(session: AsyncSession) -> BatchReport:
+    """Settle the oldest pending linked batch whole, in the caller's transaction: every one of
+    its transfers completes, or every one fails (the failing ones with their own reason, the
+    rest with `linked_event_failed`).
+
+    One group per transaction: `post_entries` locks accounts in ascending order within one
+    call, and two calls in one transaction could take locks out of that order.
+    """
+    batch_id = await repository.claim_linked_batch(session)
+    if batch_id is None:
+        return BatchReport(0, 0, 0)
+    claimed = await repository.claim_linked_group(session, batch_id)
+    reasons = {row.id: reason for row in claimed if (reason := refusal_reason(row)) is not None}
+    entry_ids: dict[int, int] = {}
+    if not reasons:
+        entry_ids, reasons = await _post_all_or_nothing(session, claimed)
+    if reasons:
+        reasons = {row.id: reasons.get(row.id, LinkedEventFailed.code) for row in claimed}
+    await repository.mark_group_settled(session, batch_id)
+    if not claimed:
+        return BatchReport(0, 0, 0)
+    return await _record(session, claimed, reasons, entry_ids)
+
+
+class _GroupRejected(Exception):
+    """Control flow: an entry of a linked group was rejected, so the group's savepoint rolls
+    back."""
+
+    def __init__(self, reasons: dict[int, str]) -> None:
+        super().__init__("linked group rejected")
+        self.reasons = reasons
+
+
+async def _post_all_or_nothing(
+    session: AsyncSession, rows: Sequence[ResultRow]
+) -> tuple[dict[int, int], dict[int, str]]:
+    """Post one entry per transfer, in order, all in one savepoint: the entry ids, or (with
+    nothing posted) the reasons of the rejected ones."""
+    accounts = await _SystemAccounts.load(session, rows)
+    entries = [_entry(row, accounts) for row in rows]
+    try:
+        async with session.begin_nested():
+            results = await ledger.post_entries(session, entries)
+            rejected = {
+                row.id: result.error.code
+                for row, result in zip(rows, results, strict=True)
+                if isinstance(result, ledger.RejectedEntry)
+            }
+            if rejected:
+                raise _GroupRejected(rejected)
+    except _GroupRejected as rejection:
+        return {}, rejection.reasons
+    return {
+        row.id: result.entry_id
+        for row, result in zip(rows, results, strict=True)
+        if isinstance(result, ledger.PostedEntry)
+    }, {}
+
+
+async def _record(
+    session: AsyncSession,
+    claimed: Sequence[ResultRow],
+    reasons: dict[int, str],
+    entry_ids: dict[int, int],
+) -> BatchReport:
+    """Write the settled transfers' outcomes: status, history, owed fees, limits given back,
+    the settled event."""
     now = utcnow()
     await repository.mark_settled(
         session,

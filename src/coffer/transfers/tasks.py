@@ -1,4 +1,5 @@
-"""The transfer processor job: settle pending transfers batch by batch, one commit per batch."""
+"""The transfer processor job: settle pending transfers batch by batch, one commit per batch
+(and per linked batch)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from coffer.db import Database
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import job
 from coffer.settings import Settings
-from coffer.transfers.settlement import PROCESS_JOB, BatchReport, process_batch
+from coffer.transfers.settlement import (
+    PROCESS_JOB,
+    BatchReport,
+    process_batch,
+    process_linked_batch,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -21,17 +27,23 @@ the bound enqueues its successor."""
 
 
 async def process_pending(database: Database, batch_size: int) -> BatchReport:
-    """Run batches until the queue is empty (or the bound is reached); returns the totals."""
+    """Run batches until the queue is empty (or the bound is reached); returns the totals.
+
+    Each round settles a batch of ordinary transfers and one linked batch's group, each in a
+    transaction of its own.
+    """
     claimed = completed = failed = 0
     for _ in range(MAX_BATCHES_PER_RUN):
         async with database.transaction() as session:
             report = await process_batch(session, batch_size)
+        async with database.transaction() as session:
+            group = await process_linked_batch(session)
         claimed, completed, failed = (
-            claimed + report.claimed,
-            completed + report.completed,
-            failed + report.failed,
+            claimed + report.claimed + group.claimed,
+            completed + report.completed + group.completed,
+            failed + report.failed + group.failed,
         )
-        if report.claimed < batch_size:
+        if report.claimed < batch_size and not group.claimed:
             break
     else:
         async with database.transaction() as session:
