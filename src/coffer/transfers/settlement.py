@@ -13,6 +13,7 @@ amount to `system:fees:<from>`; each currency balances on its own.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,14 +24,16 @@ from coffer.fees.service import FEES_PURPOSE, collect_owed_fees
 from coffer.fx.conversion import stored_conversion
 from coffer.jobs.outbox import enqueue
 from coffer.kit.clock import utcnow
+from coffer.kit.money import format_minor, get_currency
 from coffer.ledger import service as ledger
 from coffer.ledger.postings import EntryKind, EntryRequest, Posting
 from coffer.models import TransferStatus
+from coffer.notifications import events
 from coffer.transfers import repository
 from coffer.transfers.errors import LinkedEventFailed
 from coffer.transfers.states import refusal_reason
 from coffer.wallets import limits
-from coffer.wallets.history import record_settled_transfers
+from coffer.wallets.history import full_name, record_settled_transfers
 from coffer.wallets.limits import LimitClaim, LimitKind
 
 PROCESS_JOB = "transfers.process"
@@ -136,7 +139,7 @@ async def _record(
     entry_ids: dict[int, int],
 ) -> BatchReport:
     """Write the settled transfers' outcomes: status, history, owed fees, limits given back,
-    the settled event."""
+    the settled events."""
     now = utcnow()
     await repository.mark_settled(
         session,
@@ -152,6 +155,7 @@ async def _record(
         ],
     )
     await record_settled_transfers(session, claimed, reasons, entry_ids, now)
+    events.record_events(session, _settled_events(claimed, reasons))
     await collect_owed_fees(
         session, [row.recipient_wallet_id for row in claimed if row.id in entry_ids]
     )
@@ -233,3 +237,61 @@ def _entry(row: ResultRow, accounts: _SystemAccounts) -> EntryRequest:
         tuple(postings),
         {"transfer": row.reference, "fx": conversion.terms(row.quote_id)},
     )
+
+
+def _settled_events(
+    claimed: Sequence[ResultRow], reasons: dict[int, str]
+) -> list[tuple[uuid.UUID, events.EventData]]:
+    """`transfer.completed` or `transfer.failed` to each sender, `transfer.received` to each
+    paid recipient (balance changes are announced by the ledger's postings)."""
+    found: list[tuple[uuid.UUID, events.EventData]] = []
+    for row in claimed:
+        send = get_currency(row.currency)
+        amount = format_minor(row.amount_minor, send)
+        reason = reasons.get(row.id)
+        if reason is not None:
+            found.append(
+                (
+                    row.sender_user_id,
+                    events.TransferFailed(
+                        amount=amount,
+                        currency=send.code,
+                        reference=row.reference,
+                        wallet_number=row.sender_number,
+                        recipient_wallet_number=row.recipient_number,
+                        failure_reason=reason,
+                    ),
+                )
+            )
+            continue
+        receive = get_currency(row.receive_currency or row.currency)
+        received = format_minor(row.receive_amount_minor or row.amount_minor, receive)
+        converts = row.receive_currency is not None
+        found.append(
+            (
+                row.sender_user_id,
+                events.TransferCompleted(
+                    amount=amount,
+                    currency=send.code,
+                    reference=row.reference,
+                    wallet_number=row.sender_number,
+                    recipient_wallet_number=row.recipient_number,
+                    receive_amount=received if converts else None,
+                    receive_currency=receive.code if converts else None,
+                ),
+            )
+        )
+        found.append(
+            (
+                row.recipient_user_id,
+                events.TransferReceived(
+                    amount=received,
+                    currency=receive.code,
+                    reference=row.reference,
+                    wallet_number=row.recipient_number,
+                    sender_wallet_number=row.sender_number,
+                    sender_name=full_name(row.sender_first_name, row.sender_last_name),
+                ),
+            )
+        )
+    return found
