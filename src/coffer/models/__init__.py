@@ -41,6 +41,13 @@ from coffer.models.wallet import (
     Wallet,
     WalletStatus,
 )
+from coffer.models.webhook import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookFanOutCursor,
+)
 
 __all__ = [
     "ApiKey",
@@ -50,6 +57,7 @@ __all__ = [
     "Base",
     "CodePurpose",
     "DailyLimitUsage",
+    "DeliveryStatus",
     "Deposit",
     "DepositStatus",
     "FeeStatus",
@@ -88,6 +96,10 @@ __all__ = [
     "Wallet",
     "WalletFee",
     "WalletStatus",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookFanOutCursor",
     "WebhookInboxEntry",
     "Withdrawal",
     "WithdrawalStatus",
