@@ -265,6 +265,23 @@ class Settings(BaseSettings):
     """How often the `fees.charge` job looks for wallets whose fee is due."""
     fee_batch_size: int = Field(default=500, ge=1, le=5000)
 
+    # Live events (issue 16)
+    events_retention_seconds: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400)
+    """Events older than this are deleted (`notifications.purge_events`); a websocket resuming
+    from `last_event_id` gets what it missed within this window."""
+    events_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often each API process reads new events when no commit woke it: the bound on
+    delivery delay for an event whose wake-up (in-process, or Redis pub/sub) was lost."""
+    ws_auth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """A websocket that has not authenticated within this long is closed (4401)."""
+    ws_heartbeat_interval_seconds: float = Field(default=25.0, gt=0, le=3600)
+    """How often an idle websocket is sent `{"type": "heartbeat"}`."""
+    ws_recheck_interval_seconds: float = Field(default=5.0, gt=0, le=600)
+    """How often an open websocket re-checks its credential: a socket of a revoked session or
+    a revoked or expired key is closed within this long."""
+    ws_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Open websockets per API process at most; one more is refused (1013, try again later)."""
+
     # Jobs
     worker_mode: WorkerMode = WorkerMode.EMBEDDED
     broker_url: str | None = None

@@ -18,6 +18,7 @@ from coffer.kit.clock import utcnow
 from coffer.kit.money import Money, get_currency, parse_amount
 from coffer.ledger.service import PostedEntry
 from coffer.models import Wallet, WalletStatus
+from coffer.notifications import events
 from coffer.notifications.service import Event, amount_text, notify
 from coffer.settings import Settings
 from coffer.wallets import limit_overrides
@@ -148,6 +149,14 @@ async def _announce(
         subject_user_id=wallet.user_id,
         reason=reason,
         details={"wallet": wallet.number, "status": wallet.status},
+    )
+    state = {"wallet_number": wallet.number, "currency": wallet.currency, "status": wallet.status}
+    events.record_event(
+        session,
+        wallet.user_id,
+        events.WalletFrozen(**state, reason=reason)
+        if action is Action.WALLET_FROZEN
+        else events.WalletUnfrozen(**state, reason=reason),
     )
     await notify(
         session,

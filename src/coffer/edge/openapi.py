@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from coffer.auth.principal import get_principal, require_admin, require_user
 from coffer.errors import AppError
+from coffer.notifications import events
 
 BEARER, API_KEY = "bearerAuth", "apiKeyAuth"
 SECURITY_SCHEMES = {
@@ -79,7 +80,13 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    document.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    components.setdefault("schemas", {}).update(events.openapi_schemas())
+    info = document.setdefault("info", {})
+    info["description"] = "\n\n".join(
+        part for part in (info.get("description"), events.openapi_description()) if part
+    )
     codes = codes_by_status()
     # Included routers are resolved lazily; this yields each route with its effective path.
     for route in routing.iter_route_contexts(app.routes):

@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.fees import repository
 from coffer.jobs.outbox import enqueue
 from coffer.kit.clock import utcnow
-from coffer.kit.money import Money, parse_amount
+from coffer.kit.money import Money, format_minor, get_currency, parse_amount
 from coffer.ledger import service as ledger
 from coffer.ledger.postings import EntryKind, EntryRequest
 from coffer.models import FeeStatus, TransactionStatus, TransactionType, WalletStatus
+from coffer.notifications import events
 from coffer.wallets import repository as wallet_repository
 
 FEES_PURPOSE = "fees"
@@ -135,6 +136,20 @@ async def _post_in_rounds(
     return paid, short
 
 
+def _amount(charge: _Charge, amount_minor: int) -> str:
+    return format_minor(amount_minor, get_currency(charge.currency))
+
+
+def _fee_charged(charge: _Charge) -> tuple[uuid.UUID, events.EventData]:
+    return charge.user_id, events.FeeCharged(
+        amount=_amount(charge, charge.amount_minor),
+        currency=charge.currency,
+        reference=fee_reference(charge.wallet_id, charge.period),
+        wallet_number=charge.number,
+        period=charge.period,
+    )
+
+
 def _notice(charge: _Charge, event: str) -> dict[str, Any]:
     return {
         "user_id": str(charge.user_id),
@@ -210,6 +225,23 @@ async def charge_due(
         if charge.wallet_id in blocked and (charge.wallet_id, charge.period) not in paid_periods:
             first_owed.setdefault(charge.wallet_id, charge)
     notices += [_notice(c, "wallet_blocked") for c in first_owed.values()]
+    events.record_events(session, [_fee_charged(c) for c, _ in paid])
+    events.record_events(
+        session,
+        [
+            (
+                c.user_id,
+                events.WalletBlocked(
+                    wallet_number=c.number,
+                    currency=c.currency,
+                    status=WalletStatus.BLOCKED,
+                    owed_amount=_amount(c, c.amount_minor),
+                    reference=fee_reference(c.wallet_id, c.period),
+                ),
+            )
+            for c in first_owed.values()
+        ],
+    )
     if notices:
         await enqueue(session, NOTIFY_JOB, {"notices": notices})
     return ChargeReport(len(due), due[-1].id, len(paid), len(charges) - len(paid), blocked)
@@ -243,11 +275,22 @@ async def collect_owed_fees(session: AsyncSession, wallet_ids: Sequence[int]) ->
         session, settled, from_status=WalletStatus.BLOCKED, to_status=WalletStatus.ACTIVE
     )
     notices = [_notice(c, "fee_charged") for c, _ in paid]
+    events.record_events(session, [_fee_charged(c) for c, _ in paid])
     for wallet_id in unblocked:
         taken = [c for c, _ in paid if c.wallet_id == wallet_id]
         notice = _notice(taken[-1], "wallet_unblocked")
         notice["amount_minor"] = sum(c.amount_minor for c in taken)
         notices.append(notice)
+        events.record_event(
+            session,
+            taken[-1].user_id,
+            events.WalletUnblocked(
+                wallet_number=taken[-1].number,
+                currency=taken[-1].currency,
+                status=WalletStatus.ACTIVE,
+                paid_amount=_amount(taken[-1], notice["amount_minor"]),
+            ),
+        )
     if notices:
         await enqueue(session, NOTIFY_JOB, {"notices": notices})
     return unblocked

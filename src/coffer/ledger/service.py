@@ -12,7 +12,9 @@ run as a ladder, top to bottom, before anything is written:
    rejected (`InsufficientFunds`) and the rest go on.
 
 From there on it must succeed: entries, postings and one conditional balance update per
-account are written, and the database's answer must equal the computed balances.
+account are written, and the database's answer must equal the computed balances. Each posted
+entry's new balances are held in the session (`BALANCES_CHANGED`) until it commits, so the
+balance changes are announced (`balance.updated`) from this one place, whoever posted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coffer.kit import pending
 from coffer.kit.clock import utcnow
 from coffer.ledger import repository
 from coffer.ledger.errors import (
@@ -42,6 +45,8 @@ from coffer.ledger.postings import (
 )
 
 SYSTEM_PREFIX = "system"
+BALANCES_CHANGED = "ledger.balances_changed"
+"""`coffer.kit.pending` kind of the `BalancesChanged` a transaction's posted entries left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,14 @@ class RejectedEntry:
 
 
 EntryResult = PostedEntry | RejectedEntry
+
+
+@dataclass(frozen=True, slots=True)
+class BalancesChanged:
+    reference: str
+    kind: str
+    balances_after: Mapping[int, int]
+    """Running balance of each account the entry moved, by ledger account id."""
 
 
 def _normalized(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,6 +136,11 @@ async def post_entries(
         entry_ids = await _write(session, requests, accepted, opening, balances)
         for (index, after), entry_id in zip(accepted, entry_ids, strict=True):
             results[index] = PostedEntry(requests[index].reference, entry_id, False, after)
+            pending.add(
+                session,
+                BALANCES_CHANGED,
+                BalancesChanged(requests[index].reference, str(requests[index].kind), after),
+            )
 
     posted = [r for r in results if r is not None]
     if len(posted) != len(requests):

@@ -3,6 +3,7 @@
 from coffer.models.apikey import ApiKey, IdempotencyRecord
 from coffer.models.audit import AuditChainHead, AuditEvent
 from coffer.models.base import Base
+from coffer.models.event import Event
 from coffer.models.fee import FeeStatus, WalletFee
 from coffer.models.fx import FxFixedRate, FxQuote, FxRate, FxRateHold
 from coffer.models.identity import (
@@ -60,6 +61,7 @@ __all__ = [
     "DeliveryStatus",
     "Deposit",
     "DepositStatus",
+    "Event",
     "FeeStatus",
     "FxFixedRate",
     "FxQuote",

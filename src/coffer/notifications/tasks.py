@@ -4,6 +4,7 @@ arrive)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -11,6 +12,7 @@ import structlog
 from coffer.db import Database
 from coffer.jobs.registry import job
 from coffer.kit.money import Money
+from coffer.notifications import events
 from coffer.notifications.email import SEND_EMAIL_JOB, open_payload, sender_for
 from coffer.notifications.service import Event, amount_text, notify
 from coffer.notifications.sms import SEND_SMS_JOB, open_sms_payload, sms_sender_for
@@ -85,3 +87,23 @@ async def send_sms(database: Database, settings: Settings, payload: dict[str, An
     message = open_sms_payload(settings, payload)
     await sms_sender_for(settings).send(message)
     log.info("sms.sent", kind=payload.get("kind"))
+
+
+MAX_PURGE_BATCHES_PER_RUN = 20
+
+
+@job(
+    events.PURGE_JOB,
+    every=lambda settings: timedelta(seconds=min(3600, settings.events_retention_seconds)),
+)
+async def purge_events(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    """Delete events past their retention, a bounded batch per transaction."""
+    deleted = 0
+    for _ in range(MAX_PURGE_BATCHES_PER_RUN):
+        async with database.transaction() as session:
+            batch = await events.purge_expired(session, settings.events_retention_seconds)
+        deleted += batch
+        if batch < events.PURGE_BATCH:
+            break
+    if deleted:
+        log.info("events.purged", deleted=deleted)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.fees.service import collect_owed_fees
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import current_key_id, keyed_hash, seal
+from coffer.kit.money import Money
 from coffer.ledger import service as ledger
 from coffer.ledger.postings import EntryKind
 from coffer.models import (
@@ -28,6 +29,7 @@ from coffer.models import (
     Withdrawal,
     WithdrawalStatus,
 )
+from coffer.notifications import events
 from coffer.payments import repository
 from coffer.payments.providers.base import (
     CardAuthorization,
@@ -113,6 +115,20 @@ async def _close_deposit(
 ) -> bool:
     if not await repository.finish_deposit(session, deposit.id, status, failure_reason=reason):
         return False
+    wallet = await _wallet(session, deposit.wallet_id)
+    events.record_event(
+        session,
+        deposit.user_id,
+        events.DepositFailed(
+            amount=Money.of(deposit.amount_minor, deposit.currency).format(),
+            currency=deposit.currency,
+            reference=deposit.reference,
+            wallet_number=wallet.number,
+            provider=deposit.provider,
+            status="abandoned" if status is DepositStatus.ABANDONED else "failed",
+            failure_reason=reason,
+        ),
+    )
     await repository.update_history(
         session,
         wallet_id=deposit.wallet_id,
@@ -157,6 +173,17 @@ async def _credit(
         status=TransactionStatus.SUCCESS,
         ledger_entry_id=entry.entry_id,
     )
+    events.record_event(
+        session,
+        deposit.user_id,
+        events.DepositSucceeded(
+            amount=Money.of(deposit.amount_minor, deposit.currency).format(),
+            currency=deposit.currency,
+            reference=deposit.reference,
+            wallet_number=wallet.number,
+            provider=deposit.provider,
+        ),
+    )
     # A blocked wallet pays its owed fees from this credit, and is unblocked once paid up.
     await collect_owed_fees(session, [deposit.wallet_id])
     if charge.card is not None:
@@ -179,7 +206,10 @@ async def _history(
     withdrawal: Withdrawal,
     status: TransactionStatus,
     reason: str | None = None,
+    *,
+    was_paid: bool = False,
 ) -> None:
+    """The user's history row and the event that announce the withdrawal's outcome."""
     await repository.update_history(
         session,
         wallet_id=withdrawal.wallet_id,
@@ -188,6 +218,24 @@ async def _history(
         status=status,
         failure_reason=reason,
     )
+    wallet = await _wallet(session, withdrawal.wallet_id)
+    common = {
+        "amount": Money.of(withdrawal.amount_minor, withdrawal.currency).format(),
+        "currency": withdrawal.currency,
+        "reference": withdrawal.reference,
+        "wallet_number": wallet.number,
+        "provider": withdrawal.provider,
+    }
+    data: events.EventData
+    if status is TransactionStatus.SUCCESS:
+        data = events.WithdrawalPaid(**common)
+    elif status is TransactionStatus.REVERSED:
+        data = events.WithdrawalReversed(
+            **common, failure_reason=reason or "payout_reversed", was_paid=was_paid
+        )
+    else:
+        data = events.WithdrawalFailed(**common, failure_reason=reason or "payout_failed")
+    events.record_event(session, withdrawal.user_id, data)
 
 
 async def _refund(
@@ -304,5 +352,5 @@ async def _reverse_settled(session: AsyncSession, withdrawal: Withdrawal, reason
         session, withdrawal.provider, withdrawal.currency
     )
     await _refund(session, withdrawal, provider_account, "reversal")
-    await _history(session, withdrawal, TransactionStatus.REVERSED, reason[:64])
+    await _history(session, withdrawal, TransactionStatus.REVERSED, reason[:64], was_paid=True)
     return True

@@ -136,6 +136,7 @@ def _claim_statement() -> Select[*tuple[Any, ...]]:
             recipient.status.label("recipient_status"),
             recipient.currency.label("recipient_currency"),
             recipient.ledger_account_id.label("recipient_account_id"),
+            recipient.user_id.label("recipient_user_id"),
             recipient_owner.is_active.label("recipient_active"),
             recipient_owner.first_name.label("recipient_first_name"),
             recipient_owner.last_name.label("recipient_last_name"),

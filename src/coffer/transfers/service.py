@@ -51,6 +51,7 @@ from coffer.models import (
     TransferStatus,
     WalletStatus,
 )
+from coffer.notifications import events
 from coffer.settings import Settings, get_settings
 from coffer.transfers import repository
 from coffer.wallets import limits
@@ -717,6 +718,7 @@ async def process_batch(session: AsyncSession, batch_size: int) -> BatchReport:
         ],
     )
     await wallet_repository.insert_history(session, _history_rows(claimed, reasons, entry_ids, now))
+    events.record_events(session, _settled_events(claimed, reasons))
     await collect_owed_fees(
         session, [row.recipient_wallet_id for row in claimed if row.id in entry_ids]
     )
@@ -861,3 +863,61 @@ def _history_rows(
                 }
             )
     return rows
+
+
+def _settled_events(
+    claimed: Sequence[ResultRow], reasons: dict[int, str]
+) -> list[tuple[uuid.UUID, events.EventData]]:
+    """`transfer.completed` or `transfer.failed` to each sender, `transfer.received` to each
+    paid recipient (balance changes are announced by the ledger's postings)."""
+    found: list[tuple[uuid.UUID, events.EventData]] = []
+    for row in claimed:
+        send = get_currency(row.currency)
+        amount = format_minor(row.amount_minor, send)
+        reason = reasons.get(row.id)
+        if reason is not None:
+            found.append(
+                (
+                    row.sender_user_id,
+                    events.TransferFailed(
+                        amount=amount,
+                        currency=send.code,
+                        reference=row.reference,
+                        wallet_number=row.sender_number,
+                        recipient_wallet_number=row.recipient_number,
+                        failure_reason=reason,
+                    ),
+                )
+            )
+            continue
+        receive = get_currency(row.receive_currency or row.currency)
+        received = format_minor(row.receive_amount_minor or row.amount_minor, receive)
+        converts = row.receive_currency is not None
+        found.append(
+            (
+                row.sender_user_id,
+                events.TransferCompleted(
+                    amount=amount,
+                    currency=send.code,
+                    reference=row.reference,
+                    wallet_number=row.sender_number,
+                    recipient_wallet_number=row.recipient_number,
+                    receive_amount=received if converts else None,
+                    receive_currency=receive.code if converts else None,
+                ),
+            )
+        )
+        found.append(
+            (
+                row.recipient_user_id,
+                events.TransferReceived(
+                    amount=received,
+                    currency=receive.code,
+                    reference=row.reference,
+                    wallet_number=row.recipient_number,
+                    sender_wallet_number=row.sender_number,
+                    sender_name=full_name(row.sender_first_name, row.sender_last_name),
+                ),
+            )
+        )
+    return found
