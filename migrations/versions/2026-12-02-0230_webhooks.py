@@ -4,7 +4,7 @@ event and endpoint, every attempt, and the fan-out's cursor over the events tabl
 Seeds the cursor row at 0: no endpoint exists yet, so no earlier event has anyone to go to.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-02 02:30:00+00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0014"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
