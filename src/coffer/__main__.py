@@ -44,6 +44,7 @@ from coffer.payments.rotation import reseal_batch
 from coffer.settings import FxProviderName, Settings, get_settings
 from coffer.supervisor import use_prompt_replacement
 from coffer.wallets import service as wallets
+from coffer.webhooks.service import reseal_secrets as reseal_webhook_secrets
 
 app = typer.Typer(help="coffer: wallets and a double-entry payments ledger.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -407,8 +408,9 @@ def payments_review(
 
 @keys_app.command("rotate-encryption")
 def keys_rotate_encryption() -> None:
-    """Re-encrypt every encrypted column (TOTP secrets, saved cards, bank account numbers)
-    with the current data encryption key. Keep the old key configured until this finishes."""
+    """Re-encrypt every encrypted column (TOTP secrets, saved cards, bank account numbers,
+    webhook signing secrets) with the current data encryption key. Keep the old key configured
+    until this finishes."""
 
     async def work(database: Database, settings: Settings) -> int:
         async with database.transaction() as session:
@@ -416,6 +418,7 @@ def keys_rotate_encryption() -> None:
         while True:
             async with database.transaction() as session:
                 changed = await reseal_batch(session, settings)
+                changed += await reseal_webhook_secrets(session, settings)
             total += changed
             if not changed:
                 return total

@@ -16,6 +16,7 @@ from coffer.payments.endpoints import webhook_router, withdraw_router
 from coffer.transfers.batch_endpoints import router as batch_transfers_router
 from coffer.transfers.endpoints import router as transfers_router
 from coffer.wallets.endpoints import wallet_router, wallets_router
+from coffer.webhooks.endpoints import router as webhook_endpoints_router
 
 API_PREFIX = "/api/v1"
 
@@ -36,4 +37,5 @@ def api_router() -> APIRouter:
     router.include_router(admin_router)
     router.include_router(security_events_router)
     router.include_router(notification_preferences_router)
+    router.include_router(webhook_endpoints_router)
     return router

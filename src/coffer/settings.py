@@ -303,6 +303,18 @@ class Settings(BaseSettings):
     """How long a claimed job stays reserved without a heartbeat; renewed every third of it
     while the job runs, so a job whose worker died is free again within this time."""
 
+    # Outbound webhooks (issue 16)
+    webhooks_allow_private_targets: bool = False
+    """Let webhook endpoints resolve to loopback and private addresses (tests and local
+    development only; refused in production). Link-local, metadata, multicast and unspecified
+    addresses stay refused even then."""
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """One delivery attempt's whole budget: connecting, sending and reading the answer."""
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
+    """Of a receiver's answer, at most this much is read; the rest is dropped unread."""
+    webhook_delivery_concurrency: int = Field(default=8, ge=1, le=100)
+    """Deliveries one database job runner makes at once, beside (never ahead of) other jobs."""
+
     # Transfer intake batching (DESIGN.md §11)
     transfer_accept_window_ms: float = Field(default=2.0, ge=0, le=60_000)
     """How long a transfer request arriving at an idle API process waits for others to share
@@ -454,6 +466,12 @@ class Settings(BaseSettings):
             # and no user would ever receive one.
             if self.smtp_url is None:
                 raise ValueError("COFFER_SMTP_URL must be set in production")
+            # Deliveries to loopback or private addresses would reach the operator's own
+            # network (databases, admin panels) on a user's say-so.
+            if self.webhooks_allow_private_targets:
+                raise ValueError(
+                    "COFFER_WEBHOOKS_ALLOW_PRIVATE_TARGETS is not allowed in production"
+                )
             # The same holds for phone codes printed by the log backend.
             if self.sms_backend is SmsBackend.LOG:
                 raise ValueError("COFFER_SMS_BACKEND=log is not allowed in production")

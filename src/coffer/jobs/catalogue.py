@@ -11,7 +11,8 @@ import coffer.fx.tasks
 import coffer.idempotency.tasks
 import coffer.notifications.tasks
 import coffer.payments.tasks
-import coffer.transfers.tasks  # noqa: F401
+import coffer.transfers.tasks
+import coffer.webhooks.tasks  # noqa: F401
 from coffer.jobs.registry import Job, find_job, registered_jobs
 from coffer.settings import Settings
 

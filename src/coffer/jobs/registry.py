@@ -27,18 +27,23 @@ class Job:
     function: JobFunction
     every: Interval | None
     """How often the job is enqueued with no event asking for it (a sweeper), if ever."""
+    apart: bool = False
+    """Waits on the outside world (a webhook receiver): the database runner runs such jobs
+    beside the others, a few at a time, so a slow receiver never holds up the rest."""
 
 
 _JOBS: dict[str, Job] = {}
 
 
-def job(name: str, *, every: Interval | None = None) -> Callable[[JobFunction], JobFunction]:
+def job(
+    name: str, *, every: Interval | None = None, apart: bool = False
+) -> Callable[[JobFunction], JobFunction]:
     """Register `function` as the job `name`, enqueued every `every(settings)` when given."""
 
     def register(function: JobFunction) -> JobFunction:
         if name in _JOBS:
             raise ValueError(f"job {name!r} is registered twice")
-        _JOBS[name] = Job(name, function, every)
+        _JOBS[name] = Job(name, function, every, apart)
         return function
 
     return register

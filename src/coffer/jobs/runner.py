@@ -5,6 +5,10 @@ It runs inside the API process in embedded mode (started by the lifespan) or alo
 takes rows with `FOR UPDATE SKIP LOCKED` (SQLite serializes claims instead) and leases them, so
 each job runs once at a time; a runner that dies loses its lease within seconds and another
 picks the job up.
+
+Jobs registered `apart` (webhook deliveries, which wait on other people's servers) are claimed
+separately and run as tasks beside the others, at most COFFER_WEBHOOK_DELIVERY_CONCURRENCY at
+once: a receiver that takes its whole timeout delays no transfer, email or fee job.
 """
 
 from __future__ import annotations
@@ -66,13 +70,23 @@ class JobRunner:
             DueSchedule(schedule.name, schedule.interval, now)
             for schedule in catalogue.schedules(settings)
         ]
+        self._apart_names = sorted(job.name for job in catalogue.all_jobs() if job.apart)
+        self._apart_tasks: set[asyncio.Task[None]] = set()
         database.jobs_committed_listeners.append(self.wake)
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def claim(self, limit: int = CLAIM_LIMIT) -> list[ClaimedJob]:
+    async def claim(self, limit: int = CLAIM_LIMIT, *, apart: bool = False) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs: the `apart` ones, or (by default) all the others."""
         now = utcnow()
+        if apart and not self._apart_names:
+            return []
+        lane = (
+            OutboxJob.name.in_(self._apart_names)
+            if apart
+            else OutboxJob.name.not_in(self._apart_names)
+        )
         async with self.database.transaction() as session:
             rows = (
                 await session.execute(
@@ -81,6 +95,7 @@ class JobRunner:
                         OutboxJob.status.in_(RUNNABLE),
                         OutboxJob.run_at <= now,
                         or_(OutboxJob.locked_until.is_(None), OutboxJob.locked_until <= now),
+                        lane,
                     )
                     .order_by(OutboxJob.run_at, OutboxJob.id)
                     .limit(limit)
@@ -128,11 +143,45 @@ class JobRunner:
                 schedule.next_run = now + schedule.interval
 
     async def run_once(self) -> int:
-        """Enqueue due schedules, then claim and run due jobs; returns how many ran."""
+        """Enqueue due schedules, then claim and run due jobs, waiting for the apart ones too;
+        returns how many ran."""
+        ran = await self._step()
+        await self.idle()
+        return ran
+
+    async def idle(self) -> None:
+        """Wait until no apart job is running."""
+        while self._apart_tasks:
+            await asyncio.wait(set(self._apart_tasks))
+
+    async def _step(self) -> int:
+        """Start what apart jobs fit, then run the others in line; returns how many of both."""
         await self.enqueue_due_schedules()
+        started = await self._start_apart()
         claimed = await self.claim()
         await self.run_jobs(claimed)
+        return started + len(claimed)
+
+    async def _start_apart(self) -> int:
+        free = self.settings.webhook_delivery_concurrency - len(self._apart_tasks)
+        if free <= 0:
+            return 0
+        claimed = await self.claim(free, apart=True)
+        for job in claimed:
+            task = asyncio.create_task(self.run_job(job))
+            self._apart_tasks.add(task)
+            task.add_done_callback(self._apart_done)
         return len(claimed)
+
+    def _apart_done(self, task: asyncio.Task[None]) -> None:
+        self._apart_tasks.discard(task)
+        # A slot is free: claim the next apart job now rather than at the next poll.
+        self.wake()
+
+    async def _stop_apart(self) -> None:
+        for task in self._apart_tasks:
+            task.cancel()
+        await asyncio.gather(*self._apart_tasks, return_exceptions=True)
 
     async def run_jobs(self, claimed: list[ClaimedJob]) -> None:
         """Run jobs claimed together one after another, keeping every waiting one's lease."""
@@ -143,11 +192,17 @@ class JobRunner:
                 held.discard(job.id)
 
     async def run_forever(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._stop_apart()
+
+    async def _loop(self) -> None:
         poll_seconds = self.settings.job_poll_interval_seconds
         while True:
             self._wake.clear()
             try:
-                ran = await self.run_once()
+                ran = await self._step()
             except Exception as error:
                 # The database may be briefly unreachable; the loop must outlive that.
                 log.error("jobs.runner_error", error_type=type(error).__name__)

@@ -42,6 +42,13 @@ from coffer.models.wallet import (
     Wallet,
     WalletStatus,
 )
+from coffer.models.webhook import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookFanOutCursor,
+)
 
 __all__ = [
     "ApiKey",
@@ -52,6 +59,7 @@ __all__ = [
     "BatchMode",
     "CodePurpose",
     "DailyLimitUsage",
+    "DeliveryStatus",
     "Deposit",
     "DepositStatus",
     "Event",
@@ -93,6 +101,10 @@ __all__ = [
     "Wallet",
     "WalletFee",
     "WalletStatus",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookFanOutCursor",
     "WebhookInboxEntry",
     "Withdrawal",
     "WithdrawalStatus",

@@ -36,12 +36,20 @@ class Event(StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
     TWO_FACTOR_CHANGED = "two_factor_changed"
     API_KEY_CREATED = "api_key_created"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
 
 
 SECURITY_EVENTS = frozenset(
-    {Event.NEW_SIGN_IN, Event.PASSWORD_CHANGED, Event.TWO_FACTOR_CHANGED, Event.API_KEY_CREATED}
+    {
+        Event.NEW_SIGN_IN,
+        Event.PASSWORD_CHANGED,
+        Event.TWO_FACTOR_CHANGED,
+        Event.API_KEY_CREATED,
+        Event.WEBHOOK_ENDPOINT_DISABLED,
+    }
 )
-"""Sent whatever the user's preference: they are how a user learns of a takeover."""
+"""Sent whatever the user's preference: they are how a user learns of a takeover (or that
+their integration stopped hearing from coffer)."""
 
 SUBJECTS = {
     Event.TRANSFER_RECEIVED: "You received {amount}",
@@ -57,6 +65,7 @@ SUBJECTS = {
     Event.PASSWORD_CHANGED: "Your password was changed",
     Event.TWO_FACTOR_CHANGED: "Two-factor authentication changed",
     Event.API_KEY_CREATED: "A new API key was created",
+    Event.WEBHOOK_ENDPOINT_DISABLED: "Your webhook endpoint was disabled",
 }
 
 _FOOTER = {
