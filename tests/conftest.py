@@ -24,4 +24,5 @@ pytest_plugins = [
     "tests.fixtures.oidc",
     "tests.fixtures.paystack",
     "tests.fixtures.stripe",
+    "tests.fixtures.browser",
 ]

@@ -107,8 +107,15 @@ def test_an_installed_wheel_migrates_and_serves_from_an_empty_directory(tmp_path
             httpx.get(f"http://127.0.0.1:{port}/docs/assets/{name}", timeout=10)
             for name in ("swagger-init.js", "swagger-ui-bundle.js", "redoc.standalone.js")
         ]
+        # So do the web app's templates and its own stylesheet and script.
+        web = [
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+            for path in ("/app/sign-in", "/app/static/app.css", "/app/static/app.js")
+        ]
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert ready.json()["data"]["status"] == "ready", stderr[-2000:]
     assert [asset.status_code for asset in assets] == [200, 200, 200]
+    assert [page.status_code for page in web] == [200, 200, 200]
+    assert "Email or phone number" in web[0].text

@@ -36,6 +36,7 @@ from coffer.payments.sandbox import router as sandbox_router
 from coffer.settings import Settings, WorkerMode, get_settings
 from coffer.transfers.batch_endpoints import BATCH_PATH
 from coffer.transfers.batcher import TransferBatcher
+from coffer.web.router import install_web
 
 SHUTDOWN_PUBLISH_SECONDS = 5
 """How long shutdown waits for a publish in flight (what it leaves, the sweeper publishes)."""
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(api_router())
     app.include_router(sandbox_router)
+    install_web(app)
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     if settings.serves_docs:
         install_docs(app)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from coffer.models import Role
+from coffer.idempotency.service import PURGE_JOB
+from coffer.kit.clock import utcnow
+from coffer.models import OutboxJob, OutboxStatus, Role
 from coffer.wallets.numbers import generate_wallet_number
 from tests.admin.conftest import Person, person
 from tests.fixtures.factories import assert_ledger_sound
@@ -44,6 +46,7 @@ def admin_routes(user_id: str, wallet_number: str) -> list[tuple[str, str, dict[
         ("POST", f"/admin/wallets/{wallet_number}/unfreeze", reason),
         ("GET", "/admin/ledger/verify", None),
         ("GET", "/admin/jobs/dead", None),
+        ("POST", "/admin/jobs/1/retry", None),
         ("GET", "/admin/audit", None),
     ]
 
@@ -332,3 +335,37 @@ async def test_an_unknown_wallet_is_not_found(api: Api, route: str) -> None:
         headers=admin.headers,
     )
     assert (response.status_code, response.json()["error"]["code"]) == (404, "wallet_not_found")
+
+
+async def test_an_admin_retries_a_dead_job_once(api: Api) -> None:
+    admin = await person(api, role=Role.ADMIN)
+    async with api.app.state.database.transaction() as session:
+        job = OutboxJob(
+            name=PURGE_JOB,
+            payload={},
+            status=OutboxStatus.DEAD,
+            attempts=10,
+            last_error="gave up",
+            run_at=utcnow(),
+            created_at=utcnow(),
+        )
+        session.add(job)
+        await session.flush()
+        job_id = job.id
+    retried = await api.client.post(f"/admin/jobs/{job_id}/retry", headers=admin.headers)
+    assert retried.status_code == 200, retried.text
+    async with api.app.state.database.read() as session:
+        row = await session.get(OutboxJob, job_id)
+        assert row is not None
+        assert (row.status, row.attempts) == (OutboxStatus.PENDING, 0)
+    listed = (await api.client.get("/admin/jobs/dead", headers=admin.headers)).json()["data"]
+    assert job_id not in [j["id"] for j in listed["jobs"]]
+    audit = (await api.client.get("/admin/audit", headers=admin.headers)).json()["data"]
+    event = audit["events"][0]
+    assert (event["action"], event["details"], event["actor"]) == (
+        "admin.job_retried",
+        {"job_id": job_id},
+        f"user:{admin.user_id}",
+    )
+    again = await api.client.post(f"/admin/jobs/{job_id}/retry", headers=admin.headers)
+    assert (again.status_code, again.json()["error"]["code"]) == (404, "dead_job_not_found")

@@ -31,7 +31,7 @@ from coffer.admin.schemas import (
     UserSummary,
     WalletStateOut,
 )
-from coffer.admin.service import dead_jobs
+from coffer.admin.service import dead_jobs, retry_dead_job
 from coffer.apikeys.endpoints import listed_key
 from coffer.audit.service import events_page, user_actor
 from coffer.auth.principal import AdminPrincipal, Principal
@@ -367,6 +367,21 @@ async def list_dead_jobs(
     return Envelope(
         data=DeadJobPage(jobs=[DeadJobOut.of(j) for j in rows], next_cursor=next_cursor)
     )
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    summary="Give a dead job fresh attempts, due now",
+    responses=_WRITE,
+    dependencies=_IDEMPOTENT,
+)
+async def retry_job(
+    job_id: Annotated[int, Path(description="The dead job's id", ge=1)],
+    admin: AdminWriter,
+    session: Session,
+) -> Envelope[None]:
+    await retry_dead_job(session, job_id, actor=user_actor(admin.user_id))
+    return Envelope(message="Job queued again", data=None)
 
 
 @router.get("/audit", summary="The audit log, newest first", responses=_READ)

@@ -47,6 +47,7 @@ class Action(StrEnum):
     WALLET_CREDITED = "admin.wallet_credited"
     WALLET_DEBITED = "admin.wallet_debited"
     LIMIT_OVERRIDDEN = "admin.limit_overridden"
+    JOB_RETRIED = "admin.job_retried"
 
 
 SECURITY_ACTIONS = (

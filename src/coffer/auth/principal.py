@@ -24,7 +24,7 @@ from coffer.auth.request_limits import RequestLimits
 from coffer.db import writer_for
 from coffer.errors import AppError, RecordedRefusal
 from coffer.http import DatabaseDependency, Session
-from coffer.identity.tokens import InvalidToken, decode_token
+from coffer.identity.tokens import AccessClaims, InvalidToken, decode_token
 from coffer.kit.clock import utcnow
 from coffer.models import AuthSession, Role, User
 from coffer.settings import Settings
@@ -104,7 +104,14 @@ async def authenticate_access_token(
     session: AsyncSession, settings: Settings, token: str
 ) -> Principal:
     """A Bearer token is good while its session is open, not idle, and its user active."""
-    claims = decode_token(settings, token)
+    return await authenticate_session(session, settings, decode_token(settings, token))
+
+
+async def authenticate_session(
+    session: AsyncSession, settings: Settings, claims: AccessClaims
+) -> Principal:
+    """The checks every token naming a session passes (the API's Bearer token and the web
+    app's cookie alike), so logout, idle timeout and revocation end both the same way."""
     row = (
         await session.execute(
             select(AuthSession, User.role, User.is_active)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.auth.principal import CurrentPrincipal, Principal
 from coffer.auth.throttle import Action, throttle
@@ -27,18 +28,28 @@ class TwoFactorRequired(AppError):
     default_message = "This action needs a current two-factor code in the X-2FA-Code header"
 
 
-async def require_two_factor(
-    request: Request, principal: CurrentPrincipal, session: Session
-) -> Principal:
+async def check_second_factor(
+    request: Request, principal: Principal, session: AsyncSession, code: str
+) -> None:
+    """Refuse unless `code` is a current, unused TOTP code of a user who has 2FA (a user
+    without it passes); the API reads the code from a header, the web app from its form."""
     if not await totp.is_enabled(session, principal.user_id):
-        return principal
-    code = request.headers.get(TWO_FACTOR_HEADER, "").strip()
+        return
+    code = code.strip()
     if not code:
         raise TwoFactorRequired()
     await throttle(request, Action.CODE, account=str(principal.user_id))
     settings: Settings = request.app.state.settings
     if not await totp.verify_code(session, settings, principal.user_id, code, allow_recovery=False):
         raise totp.InvalidTwoFactorCode()
+
+
+async def require_two_factor(
+    request: Request, principal: CurrentPrincipal, session: Session
+) -> Principal:
+    await check_second_factor(
+        request, principal, session, request.headers.get(TWO_FACTOR_HEADER, "")
+    )
     return principal
 
 

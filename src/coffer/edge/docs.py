@@ -25,9 +25,10 @@ _ASSETS = {
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src blob:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-"""For the HTML pages: their scripts come from this server only, no inline script runs."""
+"""For the HTML pages: their scripts come from this server only, no inline script runs; forms
+(the sandbox checkout's buttons) post only here."""
 
 
 def _page(title: str, head: str, body: str) -> HTMLResponse:

@@ -1,5 +1,6 @@
 """Security headers on every response: no MIME sniffing, no referrer, no framing, a strict CSP
-(HTML pages get the documentation's), `Cache-Control: no-store` on the API (its responses carry
+(the web app's pages one of their own,
+other HTML pages the documentation's), `Cache-Control: no-store` on the API (its responses carry
 tokens, keys and balances), and HSTS when the request came over TLS.
 
 TLS is recognised from the ASGI scheme, which uvicorn sets from `X-Forwarded-Proto` only for
@@ -15,6 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coffer.edge.docs import DOCS_CONTENT_SECURITY_POLICY
 
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+WEB_PREFIX = "/app"
+WEB_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:"
+)
+"""The web app's pages: assets from this server only, no inline script or style; forms post
+here, or (a deposit) on to the payment provider's https checkout."""
 HSTS = "max-age=63072000; includeSubDomains"
 _ALWAYS = {
     "X-Content-Type-Options": "nosniff",
@@ -35,6 +43,7 @@ class SecurityHeadersMiddleware:
             return
         over_tls = self.behind_tls or scope.get("scheme") == "https"
         is_api = scope["path"].startswith(self.api_prefix)
+        is_web = scope["path"] == WEB_PREFIX or scope["path"].startswith(WEB_PREFIX + "/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -42,10 +51,13 @@ class SecurityHeadersMiddleware:
                 for name, value in _ALWAYS.items():
                     headers[name] = value
                 is_html = headers.get("content-type", "").startswith("text/html")
-                headers["Content-Security-Policy"] = (
-                    DOCS_CONTENT_SECURITY_POLICY if is_html else API_CONTENT_SECURITY_POLICY
-                )
-                if is_api:
+                if is_html:
+                    policy = WEB_CONTENT_SECURITY_POLICY if is_web else DOCS_CONTENT_SECURITY_POLICY
+                else:
+                    policy = API_CONTENT_SECURITY_POLICY
+                headers["Content-Security-Policy"] = policy
+                if is_api or (is_web and is_html):
+                    # Balances, keys shown once, forms: nothing of it in a shared cache.
                     headers["Cache-Control"] = "no-store"
                 if over_tls:
                     headers["Strict-Transport-Security"] = HSTS
