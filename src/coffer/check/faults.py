@@ -170,15 +170,21 @@ class Injector:
         return f"broker killed, empty again after {seconds} s"
 
     async def _kill_api(self, choice: int) -> str:
+        """Kill one API process while every one is serving (so the kill is the only loss),
+        then wait until its replacement serves too."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if len(self.coffer.serving_api_pids()) >= self.coffer.api_processes:
+                break
+            await asyncio.sleep(0.5)
         pids = self.coffer.api_pids()
         if not pids:
             return "no API process to kill"
         victim = pids[choice % len(pids)]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            live = self.coffer.api_pids()
+            live = self.coffer.serving_api_pids()
             if victim not in live and len(live) >= self.coffer.api_processes:
-                return f"API process {victim} killed, respawned"
-        return f"API process {victim} killed, not respawned in {RECOVERY_TIMEOUT_SECONDS:g} s"
+                return f"API process {victim} killed, replacement serving"
+        return f"API process {victim} killed, not replaced in {RECOVERY_TIMEOUT_SECONDS:g} s"

@@ -152,6 +152,36 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _listening_inode(port: int) -> str | None:
+    """The inode of the socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            return fields[9]
+    return None
+
+
+def _accepting(pid: int, inode: str) -> bool:
+    """Whether `pid` watches the listening socket in an epoll set: its event loop is serving
+    (a respawned API process holds the socket from birth, but serves only once started)."""
+    fds = Path("/proc") / str(pid) / "fd"
+    try:
+        socket_fds = {
+            entry.name for entry in fds.iterdir() if os.readlink(entry) == f"socket:[{inode}]"
+        }
+        for info in (Path("/proc") / str(pid) / "fdinfo").iterdir():
+            for line in info.read_text().splitlines():
+                if line.startswith("tfd:") and line.split()[1] in socket_fds:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def _is_uvicorn_worker(pid: int) -> bool:
     try:
         return b"spawn_main" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
@@ -263,6 +293,13 @@ class Coffer:
         if self.api is None:
             return []
         return [pid for pid in _children(self.api.pid) if _is_uvicorn_worker(pid)]
+
+    def serving_api_pids(self) -> list[int]:
+        """The API processes that accept connections (started, not merely spawned)."""
+        inode = _listening_inode(self.port)
+        if inode is None:
+            return []
+        return [pid for pid in self.api_pids() if _accepting(pid, inode)]
 
     def kill_worker(self, slot: int) -> None:
         """SIGKILL the worker and its pool processes (a Celery worker's group) at once."""
