@@ -144,9 +144,16 @@ class Observation:
 
     @property
     def rows(self) -> dict[tuple[str, str], Row]:
-        """Every money row by (sender email, Idempotency-Key)."""
+        """Every money row that holds its key, by (sender email, Idempotency-Key)."""
         every: list[Row] = [*self.transfers, *self.deposits, *self.withdrawals]
-        return {(r.sender_email, r.key or ""): r for r in every}
+        return {(r.sender_email, r.key): r for r in every if r.key is not None}
+
+    @property
+    def keyless(self) -> list[Row]:
+        """Rows without a key: none is asked for so, but a deposit whose start was cut off is
+        failed and gives its key to the retry's fresh deposit."""
+        every: list[Row] = [*self.transfers, *self.deposits, *self.withdrawals]
+        return [r for r in every if r.key is None]
 
 
 async def _pending(database: Database) -> int:

@@ -75,7 +75,7 @@ def print_report(
     print()
     print("reported (not violations):")
     print(
-        f"  client saw an error, transfer applied: {verdict.error_but_applied} "
+        f"  client saw an error, request applied: {verdict.error_but_applied} "
         "(each answered as applied by a retry or replay with its key), "
         f"of which the client gave up on {verdict.gave_up_but_applied}"
     )

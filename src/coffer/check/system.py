@@ -55,6 +55,11 @@ SERVER_ENVIRONMENT = {
     # webhooks may still be arriving: both paths race, as in production.
     "COFFER_DEPOSIT_RECONCILE_AFTER_SECONDS": "30",
     "COFFER_PAYOUT_RECONCILE_AFTER_SECONDS": "30",
+    # The sandbox makes no HTTP calls; short provider timeouts make a deposit start cut off by
+    # a fault recoverable by its retry within the careful client's 90 s (deposits.start_timeout).
+    "COFFER_PROVIDER_HTTP_CONNECT_TIMEOUT_SECONDS": "2",
+    "COFFER_PROVIDER_HTTP_READ_TIMEOUT_SECONDS": "5",
+    "COFFER_PROVIDER_HTTP_MAX_ATTEMPTS": "2",
     "COFFER_LOGIN_RATE_LIMIT_PER_IP": "1000000/minute",
     "COFFER_LOGIN_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
     "COFFER_ACCESS_TOKEN_TTL_SECONDS": "86400",

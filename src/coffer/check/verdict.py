@@ -71,7 +71,7 @@ class Verdict:
             "requests still pending after settling": self.pending,
             "one key, conflicting answers": self.conflicting_answers,
             "applied differently from asked": self.applied_differently,
-            "transfers nobody asked for": self.unrequested,
+            "requests nobody asked for": self.unrequested,
             "status route disagrees with the database": self.status_mismatches,
             "accepted transfer unknown to its status route": self.unknown_after_accept,
             "status read contradicts the final outcome": self.status_contradictions,
@@ -175,7 +175,9 @@ def judge(
         if not accepted:
             verdict.gave_up_but_applied += 1
     requested = set(grouped)
-    verdict.unrequested = sum(1 for key in rows if key not in requested)
+    verdict.unrequested = sum(1 for key in rows if key not in requested) + sum(
+        1 for row in seen.keyless if not (isinstance(row, DepositRow) and row.status == "failed")
+    )
     verdict.applied_twice += sum(count - 1 for count in seen.entries_per_reference.values())
     verdict.server_errors = sum(
         1
