@@ -8,10 +8,10 @@ charge, whose answer comes from the provider itself.
 
 The Idempotency-Key is kept on the deposit row, as transfers keep theirs, because the request
 spans two transactions: the same key and body answer the first deposit again. A deposit left
-without a checkout long after any start could still run (found by `coffer check bank`: the
-database restarted while the sandbox stored its checkout, and every retry was told
-`idempotency_key_in_use` for the 24 hours until it was abandoned) is failed by the retry that
-finds it, which then starts afresh under the same key.
+without a checkout long after any start could still run (seen writing `coffer check bank`'s
+deposits: a database restart while the sandbox stored its checkout left one, and every retry
+was told `idempotency_key_in_use` for the 24 hours until it was abandoned) is failed by the
+retry that finds it, which then starts afresh under the same key.
 """
 
 from __future__ import annotations
