@@ -471,10 +471,20 @@ def check_bank(
     api_processes: Annotated[int, typer.Option(min=1, max=8, help="API processes.")] = 2,
     workers: Annotated[int, typer.Option(min=1, max=8, help="`coffer worker` processes.")] = 2,
     faults: Annotated[
-        str, typer.Option(help="Comma-separated: kill-api, kill-worker, restart-db, slow-db.")
+        str,
+        typer.Option(
+            help="Comma-separated: kill-api, kill-worker, restart-db, drop-broker, slow-db."
+        ),
     ] = ",".join(FAULTS),
     seed: Annotated[int, typer.Option(help="Same seed, same schedule and requests.")] = 1,
     clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients.")] = 4,
+    broker: Annotated[
+        bool,
+        typer.Option(
+            "--broker",
+            help="Celery workers on a Redis of the checker's own (implied by drop-broker).",
+        ),
+    ] = False,
 ) -> None:
     """A Jepsen-style bank workload on a private PostgreSQL cluster under faults; exits 1 on
     any violation (money created or lost, a request applied twice, a broken invariant)."""
@@ -486,7 +496,9 @@ def check_bank(
     # Imported here: the checker's machinery (clients, cluster, report) is no other verb's cost.
     from coffer.check.bank import BankConfig, run
 
-    raise typer.Exit(run(BankConfig(seconds, api_processes, workers, chosen, seed, clients)))
+    raise typer.Exit(
+        run(BankConfig(seconds, api_processes, workers, chosen, seed, clients, broker))
+    )
 
 
 def main() -> None:

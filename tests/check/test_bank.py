@@ -1,5 +1,6 @@
-"""`coffer check bank` end to end: a private cluster, two API processes, two workers, every
-fault at least twice in 45 s, and a report of zeros.
+"""`coffer check bank` end to end: a private cluster, its own Redis, two API processes, two
+Celery workers and beat, every fault at least twice in 60 s (transfers, deposits with their
+webhooks delivered again, withdrawals that pay, fail and reverse), and a report of zeros.
 
 The check judges correctness only: on a loaded machine requests are slow and retried, which
 the report shows per fault window and never counts as a violation.
@@ -19,8 +20,8 @@ from coffer.check.cluster import ClusterError, find_bindir
 from tests.fixtures.databases import IN_CI
 
 COFFER = str(Path(sys.executable).with_name("coffer"))
-RUN_TIMEOUT_SECONDS = 900
-"""45 s of driving, plus initdb, migrations, API start and settling on a busy machine."""
+RUN_TIMEOUT_SECONDS = 1200
+"""60 s of driving, plus initdb, migrations, API start and settling on a busy machine."""
 
 
 def _require_postgres_binaries() -> None:
@@ -41,7 +42,7 @@ def test_bank_workload_under_every_fault_reports_zero_violations() -> None:
             "check",
             "bank",
             "--seconds",
-            "45",
+            "60",
             "--api-processes",
             "2",
             "--workers",
@@ -60,7 +61,7 @@ def test_bank_workload_under_every_fault_reports_zero_violations() -> None:
     assert result.returncode == 0, report + result.stderr[-3000:]
     section = report.split("violations (each must be 0):\n", 1)[1].split("\n\n", 1)[0]
     violations = re.findall(r"^  (ok  |FAIL) (.+?)\s+(\d+)$", section, re.MULTILINE)
-    assert len(violations) >= 12, report
+    assert len(violations) >= 16, report
     assert all(verdict == "ok  " and count == "0" for verdict, _, count in violations), report
     for currency in ("EUR", "NGN", "USD"):
         assert re.search(rf"money created or destroyed, {currency}\s+0$", report, re.MULTILINE)
@@ -69,6 +70,13 @@ def test_bank_workload_under_every_fault_reports_zero_violations() -> None:
         assert injected.count(fault) >= 2, report
     assert "pg_ctl restart -m fast" in report
     assert "pg_ctl restart -m immediate" in report
+    assert "broker paused" in report
+    assert "broker killed, empty again" in report
+    assert "Celery on its own Redis" in report
+    for outcome in ("deposit success", "withdrawal success", "withdrawal reversed"):
+        assert outcome in report, report
+    assert re.search(r"webhook_charge \d+", report), report
+    assert re.search(r"webhook_payout \d+", report), report
     accepted = int(re.search(r"accepted (\d+),", report).group(1))  # type: ignore[union-attr]
     assert accepted > 0, report
     assert "verdict: PASS" in report

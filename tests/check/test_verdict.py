@@ -8,7 +8,7 @@ import random
 from coffer.check import FAULTS
 from coffer.check.client import Attempt, AttemptResult, Intent
 from coffer.check.faults import plan
-from coffer.check.observe import Observation, TransferRow
+from coffer.check.observe import DepositRow, Observation, TransferRow, WithdrawalRow
 from coffer.check.system import Holder
 from coffer.check.verdict import judge
 from coffer.check.workload import OPERATIONS, Recorder
@@ -111,3 +111,106 @@ def test_accepted_but_missing_is_lost_and_status_must_agree() -> None:
         recorder, HOLDERS, _observed([_row("k1", "T1")], (99_000, 101_000)), {"T1": "pending"}
     )
     assert told_pending.status_mismatches == 1
+
+
+WITH_DESTINATIONS = [
+    Holder(h.email, h.wallet_number, h.currency, h.funding_minor, (("pays", 7), ("fails", 8)))
+    for h in HOLDERS
+]
+
+
+def _asked(operation: str, path: str, body: dict[str, object], key: str, ref: str) -> Intent:
+    intent = Intent(0, operation, 0, path, body, key)
+    intent.attempts.append(Attempt(1.0, 0.1, AttemptResult.ACCEPTED, 201, None, ref))
+    return intent
+
+
+def _deposit(key: str, reference: str, status: str) -> DepositRow:
+    charge = "success" if status == "success" else "failed"
+    return DepositRow(
+        reference, HOLDERS[0].email, key, status, 5000, "NGN", HOLDERS[0].wallet_number, charge
+    )
+
+
+def _withdrawal(key: str, reference: str, status: str, last4: str) -> WithdrawalRow:
+    return WithdrawalRow(
+        reference, HOLDERS[0].email, key, status, None, 3000, "NGN", HOLDERS[0].wallet_number, last4
+    )
+
+
+def _payments_observed(
+    deposits: list[DepositRow],
+    withdrawals: list[WithdrawalRow],
+    entries: dict[str, int],
+    balance: int,
+) -> Observation:
+    wallets = {
+        HOLDERS[0].wallet_number: ("NGN", balance),
+        HOLDERS[1].wallet_number: ("NGN", 100_000),
+    }
+    return Observation([], wallets, {}, [], 0.0, 0, deposits, withdrawals, entries, len(deposits))
+
+
+def _payments_recorder() -> Recorder:
+    recorder = Recorder()
+    recorder.add(_asked("deposit", "/api/v1/wallet/deposit", {"amount": "50.00"}, "d1", "dep-1"))
+    recorder.add(_asked("deposit", "/api/v1/wallet/deposit", {"amount": "50.00"}, "d2", "dep-2"))
+    withdraw = "/api/v1/wallet/withdraw"
+    recorder.add(
+        _asked("withdrawal", withdraw, {"amount": "30.00", "destination_id": 7}, "w1", "wd_1")
+    )
+    recorder.add(
+        _asked("withdrawal", withdraw, {"amount": "30.00", "destination_id": 8}, "w2", "wd_2")
+    )
+    recorder.choices.update({"dep-1": True, "dep-2": False})
+    return recorder
+
+
+def test_deposits_enter_and_withdrawals_leave_or_come_back() -> None:
+    """A credited deposit adds to the wallet, a declined one nothing; a paid withdrawal leaves,
+    a failed one is debited and refunded once."""
+    deposits = [_deposit("d1", "dep-1", "success"), _deposit("d2", "dep-2", "failed")]
+    withdrawals = [
+        _withdrawal("w1", "wd_1", "success", "1234"),
+        _withdrawal("w2", "wd_2", "failed", "0000"),
+    ]
+    entries = {"dep-1": 1, "wd_1": 1, "wd_1.settled": 1, "wd_2": 1, "wd_2.refund": 1}
+    seen = _payments_observed(deposits, withdrawals, entries, 100_000 + 5000 - 3000)
+    verdict = judge(_payments_recorder(), WITH_DESTINATIONS, seen, {})
+    assert verdict.ok, verdict.violations
+    assert verdict.money_delta == {"NGN": 0}
+
+
+def test_a_second_refund_or_credit_is_a_webhook_applied_twice() -> None:
+    deposits = [_deposit("d1", "dep-1", "success"), _deposit("d2", "dep-2", "failed")]
+    withdrawals = [
+        _withdrawal("w1", "wd_1", "success", "1234"),
+        _withdrawal("w2", "wd_2", "failed", "0000"),
+    ]
+    entries = {
+        "dep-1": 2,
+        "wd_1": 1,
+        "wd_1.settled": 1,
+        "wd_2": 1,
+        "wd_2.refund": 1,
+        "wd_2.reversal": 1,
+    }
+    seen = _payments_observed(deposits, withdrawals, entries, 100_000 + 10_000)
+    verdict = judge(_payments_recorder(), WITH_DESTINATIONS, seen, {})
+    assert verdict.webhooks_applied_twice == 2
+    assert verdict.money_delta == {"NGN": 8000}
+    assert not verdict.ok
+
+
+def test_a_withdrawal_ending_against_its_rule_or_a_deposit_against_its_payer_is_flagged() -> None:
+    deposits = [_deposit("d1", "dep-1", "failed"), _deposit("d2", "dep-2", "failed")]
+    withdrawals = [
+        _withdrawal("w1", "wd_1", "success", "1234"),
+        _withdrawal("w2", "wd_2", "success", "0000"),
+    ]
+    entries = {"wd_1": 1, "wd_1.settled": 1, "wd_2": 1, "wd_2.settled": 1}
+    seen = _payments_observed(deposits, withdrawals, entries, 100_000 - 6000)
+    verdict = judge(_payments_recorder(), WITH_DESTINATIONS, seen, {})
+    assert verdict.outcome_mismatches == 2
+    assert verdict.money_delta == {"NGN": 0}
+    assert not verdict.ok

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from coffer.fees.service import PERIOD, charge_due
 from coffer.kit.clock import utcnow
 from coffer.models import Deposit, Wallet, WalletStatus
+from coffer.payments.deposits import DepositStart, _open, start_timeout
 from tests.fixtures.http import API, Caller
 from tests.payments.conftest import CALLBACK, Payments, charge_event
 
@@ -363,4 +364,53 @@ async def test_a_deposit_into_a_blocked_wallet_pays_the_owed_fee_and_unblocks_it
         status = await session.scalar(select(Wallet.status).where(Wallet.id == wallet.id))
     assert status == WalletStatus.ACTIVE
     assert await payments.balance(caller) == "300.00"
+    await payments.assert_ledger_sound()
+
+
+async def test_a_retry_after_a_start_cut_off_before_its_checkout_opens_a_fresh_deposit(
+    payments: Payments, sign_in: SignIn
+) -> None:
+    """What a start cut off between its units of work leaves (its process killed, or the
+    database gone while the checkout was stored): a deposit opened with its key and no
+    checkout. While a start could still be running a retry is told to wait; after that it
+    fails the orphan, frees its key and starts a deposit with a checkout."""
+    caller = await sign_in()
+    key = "deposit-cut-off"
+    start = DepositStart(
+        user_id=caller.user_id,
+        amount="12.00",
+        currency=None,
+        callback_url=CALLBACK,
+        saved_card_id=None,
+        idempotency_key=key,
+    )
+    async with payments.database.transaction() as session:
+        orphan = (await _open(session, payments.settings, payments.providers, start)).deposit
+    headers = {"Idempotency-Key": key}
+
+    waiting = await payments.deposit(caller, "12.00", headers=headers)
+    assert waiting.status_code == 409
+    assert waiting.json()["error"]["code"] == "idempotency_key_in_use"
+
+    async with payments.database.transaction() as session:
+        aged = utcnow() - start_timeout(payments.settings) - timedelta(seconds=1)
+        await session.execute(
+            update(Deposit).where(Deposit.id == orphan.id).values(created_at=aged)
+        )
+    other_body = await payments.deposit(caller, "13.00", headers=headers)
+    fresh = await payments.deposit(caller, "12.00", headers=headers)
+    again = await payments.deposit(caller, "12.00", headers=headers)
+
+    assert other_body.status_code == 422
+    assert fresh.status_code == 201, fresh.text
+    reference = fresh.json()["data"]["reference"]
+    assert reference != orphan.reference
+    assert fresh.json()["data"]["authorization_url"].endswith(f"/sandbox/checkout/{reference}")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["reference"] == reference
+    failed = await payments.deposit_status(caller, orphan.reference)
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "start_interrupted")
+    assert (await payments.history(caller, orphan.reference))["status"] == "failed"
+    await payments.choose(reference, "pay")
+    assert await payments.balance(caller) == "12.00"
     await payments.assert_ledger_sound()

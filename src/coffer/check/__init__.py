@@ -5,5 +5,5 @@ through the HTTP API while a seeded schedule of faults hits them, lets everythin
 checks from the outside that no money was created, destroyed, lost or applied twice.
 """
 
-FAULTS = ("kill-api", "kill-worker", "restart-db", "slow-db")
+FAULTS = ("kill-api", "kill-worker", "restart-db", "drop-broker", "slow-db")
 """Here, not in coffer.check.faults, so the CLI names them without importing the checker."""

@@ -8,6 +8,7 @@ or Ctrl-C too.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import signal
 import sys
@@ -21,14 +22,33 @@ from types import FrameType
 import httpx
 
 from coffer.check import faults as fault_schedule
-from coffer.check.client import sign_in
+from coffer.check import webhooks
+from coffer.check.broker import Broker
+from coffer.check.client import Intent, sign_in
 from coffer.check.cluster import Cluster, ClusterError
 from coffer.check.faults import Injector, PlannedFault
-from coffer.check.observe import replay, settle_and_read, status_of
+from coffer.check.observe import (
+    Observation,
+    Row,
+    WithdrawalRow,
+    replay,
+    settle_and_read,
+    status_of,
+    unchosen_deposits,
+)
 from coffer.check.report import print_report
-from coffer.check.system import PASSWORD, Coffer, Holder, StartError, populate, run_migrations
+from coffer.check.system import (
+    PASSWORD,
+    Coffer,
+    Holder,
+    StartError,
+    add_destinations,
+    populate,
+    run_migrations,
+)
 from coffer.check.verdict import confirm_replays, judge, unknown_but_applied, window_stats
-from coffer.check.workload import drive
+from coffer.check.workload import Client, Recorder, choose, drive
+from coffer.kit.money import Money
 
 USERS_PER_CLIENT = 4
 MIN_USERS = 9
@@ -45,6 +65,12 @@ class BankConfig:
     faults: tuple[str, ...]
     seed: int
     clients: int
+    broker: bool = False
+    """Celery mode on the checker's own Redis; implied by the drop-broker fault."""
+
+    @property
+    def uses_broker(self) -> bool:
+        return self.broker or "drop-broker" in self.faults
 
 
 def progress(message: str) -> None:
@@ -61,13 +87,18 @@ async def _sign_in_all(base_url: str, holders: list[Holder]) -> list[str]:
 
 
 async def _exercise(
-    config: BankConfig, cluster: Cluster, coffer: Coffer, holders: list[Holder]
+    config: BankConfig,
+    cluster: Cluster,
+    coffer: Coffer,
+    holders: list[Holder],
+    broker: Broker | None,
 ) -> bool:
     tokens = await _sign_in_all(coffer.base_url, holders)
+    holders = await add_destinations(coffer.base_url, holders, tokens)
     schedule: list[PlannedFault] = fault_schedule.plan(config.seed, config.faults, config.seconds)
     progress(f"driving {config.clients} clients for {config.seconds:g} s, {len(schedule)} faults")
     epoch = time.monotonic()
-    injector = Injector(cluster, coffer, epoch)
+    injector = Injector(cluster, coffer, epoch, broker)
     stop = asyncio.Event()
     clients = asyncio.create_task(
         drive(
@@ -79,6 +110,7 @@ async def _exercise(
             stop,
             epoch,
             config.seconds,
+            coffer.webhook_secret,
         )
     )
     faults = asyncio.create_task(injector.run(schedule))
@@ -90,26 +122,29 @@ async def _exercise(
     stop.set()
     recorder = await clients
     drove_seconds = time.monotonic() - epoch
-    progress("settling: workers respawned, waiting for pending transfers")
+    progress("settling: broker and workers back, waiting for pending work")
+    if broker is not None:
+        broker.resume()
+        if broker.process is None or broker.process.poll() is not None:
+            broker.start()
     coffer.ensure_workers()
     coffer.wait_until_up()
-    seen = await settle_and_read(cluster.url)
-    applied_unknown = unknown_but_applied(recorder, holders, seen)
+    first = await settle_and_read(cluster.url)
+    applied_unknown = unknown_but_applied(recorder, holders, first)
     replays = [
         (await replay(coffer.base_url, tokens[intent.sender], intent, epoch), row)
         for intent, row in applied_unknown
     ]
+    await _finish_payments(coffer, holders, tokens, recorder, first, epoch)
+    progress("settling again after the late checkout choices and redelivered webhooks")
+    seen = await settle_and_read(cluster.url)
     statuses = await status_of(
         coffer.base_url,
-        [(tokens[i.sender], r) for i in recorder.intents for r in sorted(i.references)]
-        + [(tokens[i.sender], row.reference) for i, row in applied_unknown],
+        [(tokens[i.sender], i.kind, r) for i in recorder.intents for r in sorted(i.references)]
+        + [(tokens[i.sender], i.kind, row.reference) for i, row in applied_unknown],
     )
     verdict = judge(recorder, holders, seen, statuses)
     confirm_replays(verdict, replays, statuses)
-    outcomes = Counter(
-        row.status if row.failure_reason is None else f"failed: {row.failure_reason}"
-        for row in seen.transfers
-    )
     print_report(
         config,
         len(schedule),
@@ -117,11 +152,81 @@ async def _exercise(
         recorder,
         verdict,
         window_stats(recorder, injector.windows),
-        outcomes,
+        _outcomes(seen),
         seen,
         drove_seconds,
     )
     return verdict.ok
+
+
+async def _finish_payments(
+    coffer: Coffer,
+    holders: list[Holder],
+    tokens: list[str],
+    recorder: Recorder,
+    seen: Observation,
+    epoch: float,
+) -> None:
+    """As payers and the provider would, later: every checkout nobody answered (its client
+    gave up, or its deposit was found only by a replay) is answered now, and every webhook of
+    every settled deposit and withdrawal is delivered once more (each must change nothing)."""
+    by_email = {h.email: i for i, h in enumerate(holders)}
+    async with (
+        httpx.AsyncClient(base_url=coffer.base_url) as first,
+        httpx.AsyncClient(base_url=coffer.base_url) as second,
+    ):
+        client = Client(
+            random.Random(0), holders, tokens, recorder, epoch, first, second, coffer.webhook_secret
+        )
+        for reference, email, amount_minor, currency in await unchosen_deposits(
+            coffer.environment["COFFER_DATABASE_URL"]
+        ):
+            pay = recorder.choices.get(reference, True)
+            await choose(client, by_email[email], reference, Money.of(amount_minor, currency), pay)
+        for delivery in _redeliveries(coffer.webhook_secret, seen, by_email):
+            await client.follow(delivery)
+
+
+def _redeliveries(secret: str, seen: Observation, by_email: dict[str, int]) -> list[Intent]:
+    found = [
+        webhooks.charge_delivery(
+            secret,
+            by_email[d.sender_email],
+            d.reference,
+            d.amount_minor,
+            d.currency,
+            d.status == "success",
+        )
+        for d in seen.deposits
+        if d.status in ("success", "failed")
+    ]
+    for w in seen.withdrawals:
+        if _sandbox_sent_events(w):
+            found.extend(
+                webhooks.payout_deliveries(
+                    secret,
+                    by_email[w.sender_email],
+                    w.reference,
+                    w.amount_minor,
+                    w.currency,
+                    w.status,
+                )
+            )
+    return found
+
+
+def _sandbox_sent_events(withdrawal: WithdrawalRow) -> bool:
+    """An OTP refusal or a refused payout had no webhook to send again."""
+    return withdrawal.failure_reason not in ("payout_requires_otp", "provider_refused")
+
+
+def _outcomes(seen: Observation) -> Counter[str]:
+    rows: list[Row] = [*seen.transfers, *seen.deposits, *seen.withdrawals]
+    return Counter(
+        f"{type(row).__name__.removesuffix('Row').lower()} {row.status}"
+        + (f" ({reason})" if (reason := getattr(row, "failure_reason", None)) else "")
+        for row in rows
+    )
 
 
 def run(config: BankConfig) -> int:
@@ -129,6 +234,7 @@ def run(config: BankConfig) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     cluster: Cluster | None = None
     coffer: Coffer | None = None
+    broker: Broker | None = None
     logs = Path(tempfile.mkdtemp(prefix="coffer-check-logs-"))
     try:
         cluster = Cluster()
@@ -142,9 +248,19 @@ def run(config: BankConfig) -> int:
             f"{len(holders)} funded users; starting {config.api_processes} API processes, "
             f"{config.workers} workers"
         )
-        coffer = Coffer(cluster.url, config.api_processes, config.workers, logs)
+        if config.uses_broker:
+            broker = Broker()
+            broker.start()
+            progress(f"Redis broker on 127.0.0.1:{broker.port}: Celery workers and beat")
+        coffer = Coffer(
+            cluster.url,
+            config.api_processes,
+            config.workers,
+            logs,
+            broker.url if broker is not None else None,
+        )
         coffer.start()
-        ok = asyncio.run(_exercise(config, cluster, coffer, holders))
+        ok = asyncio.run(_exercise(config, cluster, coffer, holders, broker))
     except KeyboardInterrupt:
         progress(f"interrupted: cleaned up; process logs in {logs}")
         return 130
@@ -154,6 +270,8 @@ def run(config: BankConfig) -> int:
     finally:
         if coffer is not None:
             coffer.stop()
+        if broker is not None:
+            broker.destroy()
         if cluster is not None:
             cluster.destroy()
         signal.signal(signal.SIGTERM, previous)

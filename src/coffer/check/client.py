@@ -25,6 +25,19 @@ MAX_REQUEST_SECONDS = 90.0
 MAX_BACKOFF_SECONDS = 2.0
 MAX_RETRY_AFTER_SECONDS = 5.0
 RETRIED_CONFLICTS = frozenset({"idempotency_key_in_use", "rate_limited"})
+KINDS = {
+    "/api/v1/wallet/transfer": "transfer",
+    "/api/v1/wallet/deposit": "deposit",
+    "/api/v1/wallet/withdraw": "withdrawal",
+}
+"""The money requests, by path; anything else (a checkout choice, a webhook) follows one."""
+STATUS_PATHS = {
+    "transfer": "/api/v1/wallet/transfer/{}/status",
+    "deposit": "/api/v1/wallet/deposit/{}/status",
+    "withdrawal": "/api/v1/wallet/withdrawals/{}/status",
+}
+FINAL_STATUSES = frozenset({"completed", "success", "failed", "reversed", "abandoned"})
+"""What a settled transfer, deposit or withdrawal can say."""
 
 
 class AttemptResult(StrEnum):
@@ -71,6 +84,14 @@ class Intent:
     body: dict[str, Any]
     key: str
     attempts: list[Attempt] = field(default_factory=list)
+    content: bytes | None = None
+    """Sent as is instead of `body` as JSON, with `headers` and no Authorization: a browser's
+    checkout choice or a provider's webhook delivery (`body` then only describes it)."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.path, "follow-up")
 
     @property
     def references(self) -> set[str]:
@@ -110,7 +131,7 @@ def _classify(response: httpx.Response) -> tuple[AttemptResult, str | None, str 
     if not isinstance(payload, dict):
         payload = {}
     code = (payload.get("error") or {}).get("code") if response.is_error else None
-    if response.status_code in (200, 201, 202):
+    if response.status_code in (200, 201, 202, 303):
         return AttemptResult.ACCEPTED, None, (payload.get("data") or {}).get("reference")
     if response.status_code == 503:
         return AttemptResult.UNAVAILABLE, code, None
@@ -119,6 +140,22 @@ def _classify(response: httpx.Response) -> tuple[AttemptResult, str | None, str 
     if response.status_code in (409, 429) and code in RETRIED_CONFLICTS:
         return AttemptResult.CONFLICT, code, None
     return AttemptResult.REFUSED, code, None
+
+
+def _post(client: httpx.AsyncClient, token: str, intent: Intent) -> Any:
+    if intent.content is not None:
+        return client.post(
+            intent.path,
+            content=intent.content,
+            headers=intent.headers,
+            timeout=ATTEMPT_TIMEOUT_SECONDS,
+        )
+    return client.post(
+        intent.path,
+        json=intent.body,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": intent.key},
+        timeout=ATTEMPT_TIMEOUT_SECONDS,
+    )
 
 
 async def send(client: httpx.AsyncClient, token: str, intent: Intent, epoch: float) -> None:
@@ -130,12 +167,7 @@ async def send(client: httpx.AsyncClient, token: str, intent: Intent, epoch: flo
         started = time.monotonic()
         wait_seconds = min(MAX_BACKOFF_SECONDS, 0.1 * 2**attempt_number)
         try:
-            response = await client.post(
-                intent.path,
-                json=intent.body,
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": intent.key},
-                timeout=ATTEMPT_TIMEOUT_SECONDS,
-            )
+            response = await _post(client, token, intent)
         except httpx.TimeoutException:
             result, status, code, reference, replayed = (
                 AttemptResult.TIMEOUT,
@@ -194,7 +226,7 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StatusRead:
-    """One `GET /wallet/transfer/{reference}/status` (with `Prefer: wait`) after a 202."""
+    """One status read (a transfer's with `Prefer: wait`) after an accepted request."""
 
     reference: str
     attempt: Attempt
@@ -203,14 +235,20 @@ class StatusRead:
 
 
 async def read_status(
-    client: httpx.AsyncClient, token: str, reference: str, wait_seconds: int, epoch: float
+    client: httpx.AsyncClient,
+    token: str,
+    kind: str,
+    reference: str,
+    wait_seconds: int,
+    epoch: float,
 ) -> StatusRead:
-    """Read once, as a client polling its transfer would; an error is recorded, not retried."""
+    """Read once, as a client polling its request would; an error is recorded, not retried
+    (`Prefer: wait` holds only a transfer's answer)."""
     started = time.monotonic()
     status = None
     try:
         response = await client.get(
-            f"/api/v1/wallet/transfer/{reference}/status",
+            STATUS_PATHS[kind].format(reference),
             headers={"Authorization": f"Bearer {token}", "Prefer": f"wait={wait_seconds}"},
             timeout=ATTEMPT_TIMEOUT_SECONDS + wait_seconds,
         )

@@ -3,7 +3,9 @@
 Faults: `kill-api` SIGKILLs one API process (uvicorn's supervisor respawns it), `kill-worker`
 SIGKILLs one `coffer worker` (respawned a second later, as a process supervisor would),
 `restart-db` runs `pg_ctl restart -m fast` or `-m immediate` (a crash, recovered from the WAL),
-`slow-db` holds a lock on a hot table for 2-7 s from a psql session (past the client's timeout).
+`slow-db` holds a lock on a hot table for 2-7 s from a psql session (past the client's timeout),
+`drop-broker` pauses the Redis broker (SIGSTOP, then SIGCONT) or kills it and starts it again
+empty, for 3-10 s.
 Each fault's window runs from its start until the system is whole again, plus a short tail, so
 the report can show what clients saw while it lasted.
 """
@@ -18,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from coffer.check.broker import Broker
 from coffer.check.cluster import Cluster
 from coffer.check.system import Coffer
 
@@ -40,8 +43,8 @@ class PlannedFault:
     at_seconds: float
     kind: str
     variant: str
-    """restart-db: fast|immediate; slow-db: a SLOW_DB_VARIANTS name and seconds; kill-*: an
-    index into the live processes."""
+    """restart-db: fast|immediate; slow-db: a SLOW_DB_VARIANTS name and seconds; drop-broker:
+    pause|restart and seconds; kill-*: an index into the live processes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +94,23 @@ def _variant(rng: random.Random, kind: str, occurrence: int) -> str:
             else rng.choice(tuple(SLOW_DB_VARIANTS))
         )
         return f"{name}:{rng.uniform(2.0, 7.0):.1f}"
+    if kind == "drop-broker":
+        how = (
+            ("pause", "restart")[occurrence % 2]
+            if occurrence <= 2
+            else rng.choice(("pause", "restart"))
+        )
+        return f"{how}:{rng.uniform(3.0, 10.0):.1f}"
     return str(rng.randrange(1_000_000))
 
 
 class Injector:
-    def __init__(self, cluster: Cluster, coffer: Coffer, epoch: float) -> None:
+    def __init__(
+        self, cluster: Cluster, coffer: Coffer, epoch: float, broker: Broker | None = None
+    ) -> None:
         self.cluster = cluster
         self.coffer = coffer
+        self.broker = broker
         self.epoch = epoch
         self.windows: list[FaultWindow] = []
 
@@ -127,6 +140,8 @@ class Injector:
         if fault.kind == "restart-db":
             await asyncio.to_thread(self.cluster.restart, fault.variant)
             return f"pg_ctl restart -m {fault.variant}"
+        if fault.kind == "drop-broker":
+            return await self._drop_broker(fault.variant)
         name, seconds = fault.variant.split(":")
         sql = f"BEGIN; {SLOW_DB_VARIANTS[name]}; SELECT pg_sleep({seconds}); COMMIT;"
         process = await asyncio.create_subprocess_exec(
@@ -140,16 +155,36 @@ class Injector:
             process.kill()
         return f"{name} held {seconds} s"
 
+    async def _drop_broker(self, variant: str) -> str:
+        if self.broker is None:
+            return "no broker to drop"
+        how, seconds = variant.split(":")
+        if how == "pause":
+            self.broker.pause()
+            await asyncio.sleep(float(seconds))
+            self.broker.resume()
+            return f"broker paused {seconds} s"
+        self.broker.kill()
+        await asyncio.sleep(float(seconds))
+        await asyncio.to_thread(self.broker.start)
+        return f"broker killed, empty again after {seconds} s"
+
     async def _kill_api(self, choice: int) -> str:
+        """Kill one API process while every one is serving (so the kill is the only loss),
+        then wait until its replacement serves too."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if len(self.coffer.serving_api_pids()) >= self.coffer.api_processes:
+                break
+            await asyncio.sleep(0.5)
         pids = self.coffer.api_pids()
         if not pids:
             return "no API process to kill"
         victim = pids[choice % len(pids)]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            live = self.coffer.api_pids()
+            live = self.coffer.serving_api_pids()
             if victim not in live and len(live) >= self.coffer.api_processes:
-                return f"API process {victim} killed, respawned"
-        return f"API process {victim} killed, not respawned in {RECOVERY_TIMEOUT_SECONDS:g} s"
+                return f"API process {victim} killed, replacement serving"
+        return f"API process {victim} killed, not replaced in {RECOVERY_TIMEOUT_SECONDS:g} s"

@@ -4,14 +4,16 @@ and status queries and replays through the API, never coffer's internals."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import text
 
-from coffer.check.client import Intent, send
+from coffer.check.client import STATUS_PATHS, Intent, send
 from coffer.db import Database
 from coffer.ledger.verify import InvariantCheck, verify_ledger
 
@@ -36,7 +38,47 @@ _WALLETS = text(
 _TRANSFER_ENTRIES = text(
     "SELECT reference, COUNT(*) FROM ledger_entries WHERE kind = 'transfer' GROUP BY reference"
 )
-_PENDING = text("SELECT COUNT(*) FROM transfers WHERE status = 'pending'")
+_DEPOSITS = text(
+    """
+    SELECT d.reference, u.email, d.idempotency_key, d.status, d.amount_minor, d.currency,
+           w.number AS wallet, sc.status AS charge_status
+    FROM deposits d
+    JOIN users u ON u.id = d.user_id
+    JOIN wallets w ON w.id = d.wallet_id
+    LEFT JOIN sandbox_charges sc ON sc.reference = d.reference
+    """
+)
+_WITHDRAWALS = text(
+    """
+    SELECT wd.reference, u.email, wd.status, wd.failure_reason, wd.amount_minor, wd.currency,
+           w.number AS wallet, pd.account_last4
+    FROM withdrawals wd
+    JOIN users u ON u.id = wd.user_id
+    JOIN wallets w ON w.id = wd.wallet_id
+    JOIN payout_destinations pd ON pd.id = wd.destination_id
+    """
+)
+_STORED_ANSWERS = text("SELECT key, response_body FROM idempotency_records")
+"""A withdrawal's key is in the stored answer of its request (the route's generic store),
+committed with the withdrawal itself."""
+_PAYMENT_ENTRIES = text(
+    "SELECT reference, COUNT(*) FROM ledger_entries "
+    "WHERE kind IN ('deposit', 'withdrawal', 'withdrawal_reversal') GROUP BY reference"
+)
+_PENDING = text(
+    "SELECT (SELECT COUNT(*) FROM transfers WHERE status = 'pending')"
+    " + (SELECT COUNT(*) FROM withdrawals WHERE status IN ('pending', 'processing'))"
+    " + (SELECT COUNT(*) FROM deposits d JOIN sandbox_charges sc ON sc.reference = d.reference"
+    "    WHERE d.status = 'pending' AND sc.status <> 'pending')"
+)
+"""Transfers, withdrawals in flight, and deposits whose payer chose but coffer has not
+applied the choice (one nobody paid or declined yet is pending by right)."""
+_UNCHOSEN = text(
+    "SELECT d.reference, u.email, d.amount_minor, d.currency FROM deposits d"
+    " JOIN users u ON u.id = d.user_id"
+    " JOIN sandbox_charges sc ON sc.reference = d.reference"
+    " WHERE d.status = 'pending' AND sc.status = 'pending'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +97,35 @@ class TransferRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DepositRow:
+    reference: str
+    sender_email: str
+    key: str | None
+    status: str
+    amount_minor: int
+    currency: str
+    wallet: str
+    charge_status: str | None
+    """The sandbox's own record: what the payer chose (None: coffer never asked it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRow:
+    reference: str
+    sender_email: str
+    key: str | None
+    status: str
+    failure_reason: str | None
+    amount_minor: int
+    currency: str
+    wallet: str
+    account_last4: str
+
+
+Row = TransferRow | DepositRow | WithdrawalRow
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     transfers: list[TransferRow]
     wallets: dict[str, tuple[str, int]]
@@ -63,6 +134,26 @@ class Observation:
     ledger_checks: list[InvariantCheck]
     settle_seconds: float
     pending: int
+    deposits: list[DepositRow] = field(default_factory=list)
+    withdrawals: list[WithdrawalRow] = field(default_factory=list)
+    payment_entries: dict[str, int] = field(default_factory=dict)
+    """Ledger entries per reference of deposits (`dep-…`) and withdrawals (`wd_…` debit,
+    `.settled`, `.refund`, `.reversal`)."""
+    webhooks_received: int = 0
+    """Webhook inbox rows: distinct events, each applied at most once."""
+
+    @property
+    def rows(self) -> dict[tuple[str, str], Row]:
+        """Every money row that holds its key, by (sender email, Idempotency-Key)."""
+        every: list[Row] = [*self.transfers, *self.deposits, *self.withdrawals]
+        return {(r.sender_email, r.key): r for r in every if r.key is not None}
+
+    @property
+    def keyless(self) -> list[Row]:
+        """Rows without a key: none is asked for so, but a deposit whose start was cut off is
+        failed and gives its key to the retry's fresh deposit."""
+        every: list[Row] = [*self.transfers, *self.deposits, *self.withdrawals]
+        return [r for r in every if r.key is None]
 
 
 async def _pending(database: Database) -> int:
@@ -103,25 +194,92 @@ async def settle_and_read(database_url: str) -> Observation:
                 r.number: (r.currency, int(r.balance)) for r in await session.execute(_WALLETS)
             }
             entries = {str(r[0]): int(r[1]) for r in await session.execute(_TRANSFER_ENTRIES)}
+            deposits = [
+                DepositRow(
+                    r.reference,
+                    r.email,
+                    r.idempotency_key,
+                    r.status,
+                    r.amount_minor,
+                    r.currency,
+                    r.wallet,
+                    r.charge_status,
+                )
+                for r in await session.execute(_DEPOSITS)
+            ]
+            keys = _withdrawal_keys(await session.execute(_STORED_ANSWERS))
+            withdrawals = [
+                WithdrawalRow(
+                    r.reference,
+                    r.email,
+                    keys.get(r.reference),
+                    r.status,
+                    r.failure_reason,
+                    r.amount_minor,
+                    r.currency,
+                    r.wallet,
+                    r.account_last4,
+                )
+                for r in await session.execute(_WITHDRAWALS)
+            ]
+            payment_entries = {
+                str(r[0]): int(r[1]) for r in await session.execute(_PAYMENT_ENTRIES)
+            }
+            received = int(await session.scalar(text("SELECT COUNT(*) FROM webhook_inbox")) or 0)
             checks = await verify_ledger(session)
     finally:
         await database.dispose()
-    return Observation(transfers, wallets, entries, checks, settle_seconds, pending)
+    return Observation(
+        transfers,
+        wallets,
+        entries,
+        checks,
+        settle_seconds,
+        pending,
+        deposits,
+        withdrawals,
+        payment_entries,
+        received,
+    )
 
 
-async def status_of(base_url: str, requests: Sequence[tuple[str, str]]) -> dict[str, str | None]:
-    """GET /wallet/transfer/{reference}/status for (token, reference) pairs: the status each
-    sender is told (None when the API does not know the reference)."""
+def _withdrawal_keys(stored: Iterable[Any]) -> dict[str, str]:
+    keys = {}
+    for key, body in stored:
+        try:
+            reference = (json.loads(body).get("data") or {}).get("reference")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(reference, str) and reference.startswith("wd_"):
+            keys[reference] = str(key)
+    return keys
+
+
+async def unchosen_deposits(database_url: str) -> list[tuple[str, str, int, str]]:
+    """(reference, email, amount, currency) of deposits whose checkout nobody answered."""
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            return [tuple(r) for r in await session.execute(_UNCHOSEN)]
+    finally:
+        await database.dispose()
+
+
+async def status_of(
+    base_url: str, requests: Sequence[tuple[str, str, str]]
+) -> dict[str, str | None]:
+    """The status route of each (token, kind, reference): what each sender is told (None when
+    the API does not know the reference)."""
     statuses: dict[str, str | None] = {}
     gate = asyncio.Semaphore(STATUS_CONCURRENCY)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
 
-        async def one(token: str, reference: str) -> None:
+        async def one(token: str, kind: str, reference: str) -> None:
             async with gate:
                 for _ in range(5):
                     try:
                         response = await client.get(
-                            f"/api/v1/wallet/transfer/{reference}/status",
+                            STATUS_PATHS[kind].format(reference),
                             headers={"Authorization": f"Bearer {token}"},
                         )
                     except httpx.TransportError:
@@ -136,7 +294,7 @@ async def status_of(base_url: str, requests: Sequence[tuple[str, str]]) -> dict[
                     return
                 statuses[reference] = None
 
-        await asyncio.gather(*(one(token, reference) for token, reference in requests))
+        await asyncio.gather(*(one(*request) for request in requests))
     return statuses
 
 

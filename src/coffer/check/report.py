@@ -33,7 +33,9 @@ def print_report(
     print(
         f"coffer check bank: seed {config.seed}, {config.seconds:g} s "
         f"(drove {drove_seconds:.1f} s), {config.clients} clients, "
-        f"{config.api_processes} API processes, {config.workers} workers, {os.cpu_count()} CPUs"
+        f"{config.api_processes} API processes, {config.workers} workers "
+        f"({'Celery on its own Redis' if config.uses_broker else 'database runner'}), "
+        f"{os.cpu_count()} CPUs"
     )
     print(f"faults: {len(windows)} of {planned_faults} injected ({', '.join(config.faults)})")
     kinds = Counter(
@@ -52,10 +54,15 @@ def print_report(
         f"no definitive answer {sum(1 for i in recorder.intents if i.unknown)}, "
         f"saw an error on the way {sum(1 for i in recorder.intents if i.saw_error)}"
     )
+    follow_ups = Counter(f.operation for f in recorder.follow_ups)
     print(
-        "transfers in the database: "
+        f"  follow-ups: {_counts(follow_ups)}; "
+        f"{seen.webhooks_received} distinct webhook events in the inbox"
+    )
+    print(
+        "in the database: "
         + _counts(outcomes)
-        + f"; settled {seen.settle_seconds:.1f} s after the workload stopped"
+        + f"; settled {seen.settle_seconds:.1f} s after the late choices and redeliveries"
     )
     print()
     print("violations (each must be 0):")
@@ -68,7 +75,7 @@ def print_report(
     print()
     print("reported (not violations):")
     print(
-        f"  client saw an error, transfer applied: {verdict.error_but_applied} "
+        f"  client saw an error, request applied: {verdict.error_but_applied} "
         "(each answered as applied by a retry or replay with its key), "
         f"of which the client gave up on {verdict.gave_up_but_applied}"
     )

@@ -1,18 +1,22 @@
 """The system under test: coffer's processes on the private cluster, and its funded users.
 
 `coffer migrate`, `coffer serve --workers N` and `coffer worker` run as separate processes with
-COFFER_WORKER_MODE=external, as an operator runs them; the users are made in this process
-through the identity and wallet services (one transaction per chunk, no subprocess per user).
+COFFER_WORKER_MODE=external, as an operator runs them; with a broker (the checker's own Redis)
+the workers are Celery workers and one `coffer beat` sweeps the outbox. The users are made in
+this process through the identity and wallet services (one transaction per chunk, no
+subprocess per user); their payout destinations through the API, as a signed-in user adds one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -34,17 +38,39 @@ USERS_PER_TRANSACTION = 25
 START_TIMEOUT_SECONDS = 240
 """Until `coffer serve` answers /healthz: its processes import and connect on a loaded machine."""
 STOP_TIMEOUT_SECONDS = 30
+PAYOUT_ACCOUNTS = {
+    "pays": "0123451234",
+    "fails": "0123450000",
+    "asks-otp": "0123451111",
+    "reversed": "0123459999",
+}
+"""A payout destination per sandbox outcome (it decides by the account's last four digits)."""
 SERVER_ENVIRONMENT = {
     "COFFER_WORKER_MODE": "external",
     "COFFER_LOG_LEVEL": "WARNING",
     "COFFER_LOG_JSON": "true",
     "COFFER_DAILY_TRANSFER_LIMIT": "1000000000.00",
+    "COFFER_DAILY_WITHDRAWAL_LIMIT": "1000000000.00",
+    # Reconciliation asks the sandbox about deposits and payouts in doubt while their
+    # webhooks may still be arriving: both paths race, as in production.
+    "COFFER_DEPOSIT_RECONCILE_AFTER_SECONDS": "30",
+    "COFFER_PAYOUT_RECONCILE_AFTER_SECONDS": "30",
+    # The sandbox makes no HTTP calls; short provider timeouts make a deposit start cut off by
+    # a fault recoverable by its retry within the careful client's 90 s (deposits.start_timeout).
+    "COFFER_PROVIDER_HTTP_CONNECT_TIMEOUT_SECONDS": "2",
+    "COFFER_PROVIDER_HTTP_READ_TIMEOUT_SECONDS": "5",
+    "COFFER_PROVIDER_HTTP_MAX_ATTEMPTS": "2",
     "COFFER_LOGIN_RATE_LIMIT_PER_IP": "1000000/minute",
     "COFFER_LOGIN_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
     "COFFER_ACCESS_TOKEN_TTL_SECONDS": "86400",
     "COFFER_DATABASE_POOL_SIZE": "6",
     "COFFER_JOB_POLL_INTERVAL_SECONDS": "0.2",
 }
+BROKER_ENVIRONMENT = {
+    "COFFER_OUTBOX_SWEEP_INTERVAL_SECONDS": "1",
+    "COFFER_OUTBOX_REDELIVER_AFTER_SECONDS": "30",
+}
+"""With a broker: a message lost with its killed worker is published again within 30 s."""
 
 
 class StartError(RuntimeError):
@@ -59,6 +85,8 @@ class Holder:
     wallet_number: str
     currency: str
     funding_minor: int
+    destinations: tuple[tuple[str, int], ...] = ()
+    """(PAYOUT_ACCOUNTS outcome, payout destination id)."""
 
 
 async def populate(database_url: str, count: int) -> list[Holder]:
@@ -129,6 +157,36 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _listening_inode(port: int) -> str | None:
+    """The inode of the socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            return fields[9]
+    return None
+
+
+def _accepting(pid: int, inode: str) -> bool:
+    """Whether `pid` watches the listening socket in an epoll set: its event loop is serving
+    (a respawned API process holds the socket from birth, but serves only once started)."""
+    fds = Path("/proc") / str(pid) / "fd"
+    try:
+        socket_fds = {
+            entry.name for entry in fds.iterdir() if os.readlink(entry) == f"socket:[{inode}]"
+        }
+        for info in (Path("/proc") / str(pid) / "fdinfo").iterdir():
+            for line in info.read_text().splitlines():
+                if line.startswith("tfd:") and line.split()[1] in socket_fds:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def _is_uvicorn_worker(pid: int) -> bool:
     try:
         return b"spawn_main" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
@@ -136,20 +194,62 @@ def _is_uvicorn_worker(pid: int) -> bool:
         return False
 
 
-class Coffer:
-    """One `coffer serve` (N API processes under uvicorn's supervisor) and M `coffer worker`s."""
+async def add_destinations(base_url: str, holders: list[Holder], tokens: list[str]) -> list[Holder]:
+    """Each holder's payout destinations, one per sandbox outcome, added right after signing
+    in (a fresh sign-in is the step-up a new destination needs)."""
 
-    def __init__(self, database_url: str, api_processes: int, workers: int, logs: Path) -> None:
+    async def add(client: httpx.AsyncClient, holder: Holder, token: str) -> Holder:
+        found = []
+        for outcome, account in PAYOUT_ACCOUNTS.items():
+            response = await client.post(
+                "/api/v1/payout-destinations",
+                json={"bank_code": "001", "account_number": account},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if response.status_code != 201:
+                raise StartError(
+                    f"adding a payout destination answered {response.status_code}: "
+                    f"{response.text[:300]}"
+                )
+            found.append((outcome, int(response.json()["data"]["id"])))
+        return replace(holder, destinations=tuple(found))
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        return list(
+            await asyncio.gather(*(add(client, h, t) for h, t in zip(holders, tokens, strict=True)))
+        )
+
+
+class Coffer:
+    """One `coffer serve` (N API processes under uvicorn's supervisor), M `coffer worker`s and,
+    with a broker, one `coffer beat`."""
+
+    def __init__(
+        self,
+        database_url: str,
+        api_processes: int,
+        workers: int,
+        logs: Path,
+        broker_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_processes = api_processes
         self.logs = logs
+        self.webhook_secret = secrets.token_hex(16)
+        self.broker_url = broker_url
         self.environment = {
             **os.environ,
             **SERVER_ENVIRONMENT,
             "COFFER_DATABASE_URL": database_url,
+            "COFFER_SANDBOX_WEBHOOK_SECRET": self.webhook_secret,
+            # beat keeps its schedule file in the temporary folder: this run's own.
+            "TMPDIR": str(logs),
         }
+        if broker_url is not None:
+            self.environment.update(BROKER_ENVIRONMENT, COFFER_BROKER_URL=broker_url)
         self.api: subprocess.Popen[bytes] | None = None
+        self.beat: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
 
     def _spawn(self, arguments: list[str], log_name: str) -> subprocess.Popen[bytes]:
@@ -169,10 +269,14 @@ class Coffer:
         )
         for slot in range(len(self.workers)):
             self.start_worker(slot)
+        if self.broker_url is not None:
+            self.beat = self._spawn(["beat"], "beat.log")
         self.wait_until_up()
 
     def start_worker(self, slot: int) -> None:
-        self.workers[slot] = self._spawn(["worker"], f"worker-{slot}.log")
+        # A Celery worker: one pool process each, as the database runner is one process.
+        arguments = ["worker"] if self.broker_url is None else ["worker", "--concurrency", "1"]
+        self.workers[slot] = self._spawn(arguments, f"worker-{slot}.log")
 
     def wait_until_up(self) -> None:
         """Until every API process is up and /healthz answers."""
@@ -195,20 +299,31 @@ class Coffer:
             return []
         return [pid for pid in _children(self.api.pid) if _is_uvicorn_worker(pid)]
 
+    def serving_api_pids(self) -> list[int]:
+        """The API processes that accept connections (started, not merely spawned)."""
+        inode = _listening_inode(self.port)
+        if inode is None:
+            return []
+        return [pid for pid in self.api_pids() if _accepting(pid, inode)]
+
     def kill_worker(self, slot: int) -> None:
+        """SIGKILL the worker and its pool processes (a Celery worker's group) at once."""
         process = self.workers[slot]
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+            _signal_group(process.pid, signal.SIGKILL)
             process.wait()
 
     def ensure_workers(self) -> None:
-        """Respawn every worker that is not running (a killed one, or one that exited)."""
+        """Respawn every worker that is not running (a killed one, or one that exited), and
+        beat."""
         for slot, process in enumerate(self.workers):
             if process is None or process.poll() is not None:
                 self.start_worker(slot)
+        if self.beat is not None and self.beat.poll() is not None:
+            self.beat = self._spawn(["beat"], "beat.log")
 
     def stop(self) -> None:
-        processes = [p for p in (self.api, *self.workers) if p is not None]
+        processes = [p for p in (self.api, self.beat, *self.workers) if p is not None]
         for process in processes:
             if process.poll() is None:
                 _signal_group(process.pid, signal.SIGTERM)

@@ -1,8 +1,10 @@
 """From what the clients saw and what the cluster holds, the counts the report stands on.
 
 Every count under "violations" must be zero. The balance model is the bank's: each wallet ends
-at its funding plus what completed transfers paid in, minus what they took out; any difference
-is money the system created or destroyed.
+at its funding plus what completed transfers paid in, minus what they took out, plus its
+credited deposits (money entering from the provider's system account), minus every accepted
+withdrawal (leaving at once), plus the ones that failed or were reversed (given back once); any
+difference is money the system created or destroyed.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from coffer.check.client import Attempt, AttemptResult, Intent
+from coffer.check.client import FINAL_STATUSES, Attempt, AttemptResult, Intent
 from coffer.check.faults import FaultWindow
-from coffer.check.observe import Observation, TransferRow
-from coffer.check.system import Holder
+from coffer.check.observe import DepositRow, Observation, Row, TransferRow, WithdrawalRow
+from coffer.check.system import PAYOUT_ACCOUNTS, Holder
 from coffer.check.workload import Recorder
 from coffer.kit.money import parse_amount
 
@@ -41,6 +43,11 @@ class Verdict:
     """A final status read during the run that differs from the final outcome."""
     server_errors: int = 0
     """5xx answers other than 503."""
+    webhooks_applied_twice: int = 0
+    """A deposit credited, or a withdrawal settled or refunded, more than once."""
+    outcome_mismatches: int = 0
+    """A withdrawal that ended other than its destination's sandbox rule says, or a deposit
+    other than its payer chose."""
     error_but_applied: int = 0
     """Requests whose client saw an error (a timeout, a dropped connection, 503) that were
     applied: each must then be answered as applied, by a retry or by a replay at the end."""
@@ -64,11 +71,13 @@ class Verdict:
             "requests still pending after settling": self.pending,
             "one key, conflicting answers": self.conflicting_answers,
             "applied differently from asked": self.applied_differently,
-            "transfers nobody asked for": self.unrequested,
+            "requests nobody asked for": self.unrequested,
             "status route disagrees with the database": self.status_mismatches,
             "accepted transfer unknown to its status route": self.unknown_after_accept,
             "status read contradicts the final outcome": self.status_contradictions,
             "5xx answers other than 503": self.server_errors,
+            "webhook events applied twice": self.webhooks_applied_twice,
+            "payment outcome differs from the provider's": self.outcome_mismatches,
             "errors-but-applied not confirmed by a replay": self.error_but_applied_unconfirmed,
             "ledger invariants failed": len(self.ledger_failures),
         }
@@ -87,9 +96,23 @@ def _by_key(
     return grouped
 
 
-def _asked_as_applied(intent: Intent, row: TransferRow, holders: Sequence[Holder]) -> bool:
+def _asked_as_applied(intent: Intent, row: Row, holders: Sequence[Holder]) -> bool:
     sender = holders[intent.sender]
     asked = parse_amount(intent.body["amount"], sender.currency)
+    if isinstance(row, DepositRow):
+        return (row.amount_minor, row.currency, row.wallet) == (
+            asked.minor,
+            sender.currency,
+            sender.wallet_number,
+        )
+    if isinstance(row, WithdrawalRow):
+        outcome = next(o for o, i in sender.destinations if i == intent.body["destination_id"])
+        return (row.amount_minor, row.currency, row.wallet, row.account_last4) == (
+            asked.minor,
+            sender.currency,
+            sender.wallet_number,
+            PAYOUT_ACCOUNTS[outcome][-4:],
+        )
     if (row.amount_minor, row.currency, row.sender_wallet) != (
         asked.minor,
         sender.currency,
@@ -104,6 +127,14 @@ def _asked_as_applied(intent: Intent, row: TransferRow, holders: Sequence[Holder
     return row.recipient_wallet == recipient.wallet_number
 
 
+def _unsettled(row: Row) -> bool:
+    """Still in flight after settling: a promise not yet kept. A deposit nobody chose Pay or
+    Decline for is pending by right (the workload always chooses, also for late ones)."""
+    if isinstance(row, DepositRow) and row.charge_status in (None, "pending"):
+        return False
+    return row.status not in FINAL_STATUSES
+
+
 def judge(
     recorder: Recorder,
     holders: Sequence[Holder],
@@ -112,8 +143,8 @@ def judge(
 ) -> Verdict:
     verdict = Verdict(pending=seen.pending)
     every_send = [*recorder.intents, *recorder.raced, *(d for _, d in recorder.duplicates)]
-    rows = {(r.sender_email, r.key or ""): r for r in seen.transfers}
-    by_reference = {r.reference: r for r in seen.transfers}
+    rows = seen.rows
+    by_reference = {r.reference: r for r in rows.values()}
     grouped = _by_key(every_send, holders)
 
     for key, sends in grouped.items():
@@ -126,24 +157,33 @@ def judge(
             verdict.applied_twice += len(references) - 1
         row = rows.get(key)
         for reference in references:
-            if reference not in by_reference or by_reference[reference].status == "pending":
+            if reference not in by_reference or _unsettled(by_reference[reference]):
                 verdict.lost += 1
         saw_error = any(s.saw_error for s in sends)
         if row is None:
             verdict.error_not_applied += saw_error
             continue
         verdict.error_but_applied += saw_error
-        if row.status == "completed" and row.ledger_entry_id is None:
+        if (
+            isinstance(row, TransferRow)
+            and row.status == "completed"
+            and row.ledger_entry_id is None
+        ):
             verdict.lost += 1
         if not _asked_as_applied(sends[0], row, holders):
             verdict.applied_differently += 1
         if not accepted:
             verdict.gave_up_but_applied += 1
     requested = set(grouped)
-    verdict.unrequested = sum(1 for key in rows if key not in requested)
+    verdict.unrequested = sum(1 for key in rows if key not in requested) + sum(
+        1 for row in seen.keyless if not (isinstance(row, DepositRow) and row.status == "failed")
+    )
     verdict.applied_twice += sum(count - 1 for count in seen.entries_per_reference.values())
     verdict.server_errors = sum(
-        1 for s in every_send for a in s.attempts if a.result is AttemptResult.SERVER_ERROR
+        1
+        for s in [*every_send, *recorder.follow_ups]
+        for a in s.attempts
+        if a.result is AttemptResult.SERVER_ERROR
     )
     verdict.status_mismatches = sum(
         1
@@ -158,11 +198,41 @@ def judge(
             final is None or final.status != read.status
         ):
             verdict.status_contradictions += 1
+    _payments(verdict, recorder, seen)
     _balance_model(verdict, holders, seen)
     verdict.ledger_failures = [
         f"{c.name}: {c.violations} ({c.detail})" for c in seen.ledger_checks if not c.ok
     ]
     return verdict
+
+
+WITHDRAWAL_ENDS = {"0000": "failed", "1111": "failed", "9999": "reversed"}
+"""The sandbox's rule by the account's last four digits; any other ends in success."""
+
+
+def _payments(verdict: Verdict, recorder: Recorder, seen: Observation) -> None:
+    """Each deposit credited at most once and as its payer chose; each withdrawal debited
+    once, settled at most once, refunded at most once, ending as its destination's rule says."""
+    entries = seen.payment_entries
+    for deposit in seen.deposits:
+        if entries.get(deposit.reference, 0) > 1:
+            verdict.webhooks_applied_twice += 1
+        chose = recorder.choices.get(deposit.reference)
+        credited = deposit.status == "success"
+        if (chose is not None and deposit.status in FINAL_STATUSES and credited != chose) or (
+            credited != (entries.get(deposit.reference, 0) == 1)
+        ):
+            verdict.outcome_mismatches += 1
+    for withdrawal in seen.withdrawals:
+        ref = withdrawal.reference
+        given_back = entries.get(f"{ref}.refund", 0) + entries.get(f"{ref}.reversal", 0)
+        if entries.get(ref, 0) != 1 or entries.get(f"{ref}.settled", 0) > 1 or given_back > 1:
+            verdict.webhooks_applied_twice += 1
+        if withdrawal.status not in FINAL_STATUSES:
+            continue
+        expected = WITHDRAWAL_ENDS.get(withdrawal.account_last4, "success")
+        if withdrawal.status != expected or given_back != (expected != "success"):
+            verdict.outcome_mismatches += 1
 
 
 def _balance_model(verdict: Verdict, holders: Sequence[Holder], seen: Observation) -> None:
@@ -171,6 +241,13 @@ def _balance_model(verdict: Verdict, holders: Sequence[Holder], seen: Observatio
         if row.status == "completed":
             expected[row.sender_wallet] -= row.amount_minor
             expected[row.recipient_wallet] += row.receive_minor
+    for deposit in seen.deposits:
+        if deposit.status == "success":
+            expected[deposit.wallet] += deposit.amount_minor
+    for withdrawal in seen.withdrawals:
+        expected[withdrawal.wallet] -= withdrawal.amount_minor
+        if withdrawal.status in ("failed", "reversed"):
+            expected[withdrawal.wallet] += withdrawal.amount_minor
     delta: dict[str, int] = defaultdict(int)
     for number, (currency, balance) in seen.wallets.items():
         delta[currency] += balance - expected.get(number, 0)
@@ -181,9 +258,9 @@ def _balance_model(verdict: Verdict, holders: Sequence[Holder], seen: Observatio
 
 def unknown_but_applied(
     recorder: Recorder, holders: Sequence[Holder], seen: Observation
-) -> list[tuple[Intent, TransferRow]]:
-    """Intents whose client never got a definitive answer but whose transfer exists."""
-    rows = {(r.sender_email, r.key or ""): r for r in seen.transfers}
+) -> list[tuple[Intent, Row]]:
+    """Intents whose client never got a definitive answer but whose request was applied."""
+    rows = seen.rows
     found = []
     for key, sends in _by_key([*recorder.intents, *recorder.raced], holders).items():
         row = rows.get(key)
@@ -193,15 +270,15 @@ def unknown_but_applied(
 
 
 def confirm_replays(
-    verdict: Verdict, replays: Sequence[tuple[Intent, TransferRow]], statuses: dict[str, str | None]
+    verdict: Verdict, replays: Sequence[tuple[Intent, Row]], statuses: dict[str, str | None]
 ) -> None:
     """Each error-but-applied request, replayed with its key, must be answered as the applied
-    transfer (its reference, marked replayed) whose status route shows it settled."""
+    request (its reference, marked replayed) whose status route shows it settled."""
     for again, row in replays:
         answered = again.references == {row.reference} and any(
             a.replayed for a in again.attempts if a.result is AttemptResult.ACCEPTED
         )
-        if not answered or statuses.get(row.reference) not in ("completed", "failed"):
+        if not answered or statuses.get(row.reference) not in FINAL_STATUSES:
             verdict.error_but_applied_unconfirmed += 1
 
 
@@ -228,7 +305,12 @@ def window_stats(recorder: Recorder, windows: Sequence[FaultWindow]) -> list[Win
     client saw as errors and how long they took."""
     attempts = [
         a
-        for s in [*recorder.intents, *recorder.raced, *(d for _, d in recorder.duplicates)]
+        for s in [
+            *recorder.intents,
+            *recorder.raced,
+            *(d for _, d in recorder.duplicates),
+            *recorder.follow_ups,
+        ]
         for a in s.attempts
     ] + [read.attempt for read in recorder.status_reads]
     buckets: dict[str, list[Attempt]] = {"no fault": []}

@@ -7,7 +7,11 @@ only the webhook inbox and reconciliation do (coffer.payments.settlement), and a
 charge, whose answer comes from the provider itself.
 
 The Idempotency-Key is kept on the deposit row, as transfers keep theirs, because the request
-spans two transactions: the same key and body answer the first deposit again.
+spans two transactions: the same key and body answer the first deposit again. A deposit left
+without a checkout long after any start could still run (seen writing `coffer check bank`'s
+deposits: a database restart while the sandbox stored its checkout left one, and every retry
+was told `idempotency_key_in_use` for the 24 hours until it was abandoned) is failed by the
+retry that finds it, which then starts afresh under the same key.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +58,7 @@ from coffer.wallets import repository as wallet_repository
 from coffer.wallets.service import WalletNotActive, WalletNotFound, primary_wallet
 
 RETURN_PATH = "/payments/return"
+CUT_OFF_REASON = "start_interrupted"
 
 
 class DepositNotFound(NotFound):
@@ -116,6 +121,51 @@ async def _wallet_for(session: AsyncSession, user_id: uuid.UUID, currency: str |
     return wallet
 
 
+def start_timeout(settings: Settings) -> timedelta:
+    """The longest a start can be with the provider: every attempt's connect and read timeout
+    and the backoff between them. A deposit with no checkout after this was cut off."""
+    attempts = settings.provider_http_max_attempts
+    per_attempt = (
+        settings.provider_http_connect_timeout_seconds + settings.provider_http_read_timeout_seconds
+    )
+    backoff = settings.provider_http_backoff_base_seconds * 2**attempts
+    return timedelta(seconds=attempts * per_attempt + backoff)
+
+
+def _cut_off(deposit: Deposit, settings: Settings) -> bool:
+    """Opened but never given a checkout, long after any start could still be running: its
+    request died between its units of work (the process was killed, or the database went away
+    before the provider's answer was stored). Nobody ever saw a checkout for it to pay."""
+    return (
+        deposit.status == DepositStatus.PENDING
+        and deposit.authorization_url is None
+        and deposit.saved_card_id is None
+        and deposit.created_at < utcnow() - start_timeout(settings)
+    )
+
+
+async def _close_cut_off(session: AsyncSession, deposit: Deposit, fingerprint: str) -> None:
+    """Fail a cut-off deposit and free its key, so the retry that found it starts afresh."""
+    if deposit.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    if not await repository.finish_deposit(
+        session,
+        deposit.id,
+        DepositStatus.FAILED,
+        failure_reason=CUT_OFF_REASON,
+        release_idempotency_key=True,
+    ):
+        raise IdempotencyKeyInUse()
+    await repository.update_history(
+        session,
+        wallet_id=deposit.wallet_id,
+        type_=TransactionType.DEPOSIT,
+        reference=deposit.reference,
+        status=TransactionStatus.FAILED,
+        failure_reason=CUT_OFF_REASON,
+    )
+
+
 def _replay(deposit: Deposit, fingerprint: str) -> DepositView:
     if deposit.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused()
@@ -144,7 +194,9 @@ async def _open(
     fingerprint = _fingerprint(start, amount.minor, wallet.currency)
     if start.idempotency_key is not None:
         existing = await repository.deposit_by_key(session, start.user_id, start.idempotency_key)
-        if existing is not None:
+        if existing is not None and _cut_off(existing, settings):
+            await _close_cut_off(session, existing, fingerprint)
+        elif existing is not None:
             return _Opened(existing, "", None, replay=_replay(existing, fingerprint))
     provider = registry.for_currency(wallet.currency)
     card: SavedCard | None = None
