@@ -17,17 +17,10 @@ from coffer.kit.money import Money, parse_amount
 from coffer.models import FxQuote
 from coffer.settings import Settings
 from coffer.transfers import repository
-from coffer.transfers.service import (
-    RecipientKind,
-    TransferRequest,
-    _Candidate,
-    _check_can_send,
-    _check_request_shape,
-    _check_sender,
-    _Directory,
-    _normalized_recipient,
-    full_name,
-)
+from coffer.transfers.directory import Directory
+from coffer.transfers.requests import TransferRequest, check_shape, normalized_recipient
+from coffer.transfers.states import check_recipient, check_sender
+from coffer.wallets.history import full_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +36,16 @@ class TransferPreview:
 async def preview_transfer(
     session: AsyncSession, settings: Settings, request: TransferRequest
 ) -> TransferPreview:
-    _check_request_shape(request)
-    recipient = _normalized_recipient(request)
-    kind = request.recipient_kind
-    directory = _Directory(
-        await repository.wallets_of_users(session, [request.sender_user_id]),
-        await repository.wallets_matching(
-            session,
-            [recipient] if kind is RecipientKind.WALLET_NUMBER else [],
-            [recipient] if kind is RecipientKind.EMAIL else [],
-            [recipient] if kind is RecipientKind.PHONE else [],
-        ),
-    )
+    check_shape(request)
+    directory = await Directory.load(session, [request], {0: normalized_recipient(request)})
     sender = directory.sender_wallet(request)
     amount = parse_amount(request.amount, sender.currency, max_minor=settings.max_amount_minor)
-    balances = await repository.running_balances(session, [sender.ledger_account_id])
-    _check_sender(sender, amount, balances)
-    target = directory.recipient_wallet(kind, recipient, sender.currency)
-    _check_can_send(_Candidate(0, request, sender, target, amount, "", ""))
+    balances = await repository.running_balances(session, directory.sender_account_ids())
+    check_sender(sender, amount, balances)
+    target = directory.recipient_wallet(
+        request.recipient_kind, normalized_recipient(request), sender.currency
+    )
+    check_recipient(sender, target)
     quote = None
     if target.currency != sender.currency:
         quote = await fx.create_quote(
