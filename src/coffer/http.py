@@ -192,7 +192,13 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def get_app_settings(request: Request) -> Settings:
+async def _database_dependency(request: Request) -> Database:
+    # Async, as every dependency on a hot path: FastAPI runs a plain `def` dependency in a
+    # worker thread, a thread hop per request (issue 13).
+    return get_database(request)
+
+
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -221,4 +227,4 @@ WriteSession = Annotated[AsyncSession, Depends(get_write_session, scope="functio
 """The request's unit of work as a writing transaction whatever the method (GET routes that
 write, like the OAuth callback). Do not combine with `Session` in one route."""
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
-DatabaseDependency = Annotated[Database, Depends(get_database)]
+DatabaseDependency = Annotated[Database, Depends(_database_dependency)]

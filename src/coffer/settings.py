@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
     session_idle_timeout_seconds: int = Field(default=7 * 86_400, ge=30)
     """A session with no authenticated request for this long is logged out (30 for strict)."""
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=10)
+    """How long an API process trusts a session or API key it read from the database
+    (coffer.auth.cache): a logout, revoked key or deactivation made by another process takes
+    effect here within this bound (at once in the process that made it). 0: no cache."""
     jwt_keys: dict[str, SecretStr] = Field(default_factory=dict)
     """Signing keys by `kid`, e.g. {"2026-11": "..."}; the newest-sorting kid signs, all verify.
     Empty: one key derived from COFFER_SECRET_KEY."""

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.admin import repository
 from coffer.apikeys import service as apikeys
 from coffer.audit.service import Action, record
+from coffer.auth.cache import forget_on_commit
 from coffer.errors import AppError
 from coffer.identity import sessions, totp
 from coffer.kit.clock import utcnow
@@ -156,6 +157,8 @@ async def set_role(
         await _ensure_another_admin_remains(session, user)
     user.role = role
     await session.flush()
+    # A cached principal carries the role: the change holds in this process at once.
+    forget_on_commit(session, user_id=user.id)
     action = Action.ROLE_GRANTED if role is Role.ADMIN else Action.ROLE_REVOKED
     await record(
         session, action, actor=actor, subject_user_id=user.id, reason=reason, details={"role": role}

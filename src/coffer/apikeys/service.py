@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.apikeys import repository
 from coffer.apikeys.keys import hash_key, new_key
 from coffer.audit import security
+from coffer.auth.cache import forget_on_commit
 from coffer.auth.principal import Permission
 from coffer.db import violates
 from coffer.errors import AppError
@@ -176,6 +177,7 @@ async def revoke(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -
     if key is None:
         raise ApiKeyNotFound()
     if key.revoked_at is None:
+        forget_on_commit(session, user_id=key.user_id)
         key.revoked_at = utcnow()
         await session.flush()
         await security.api_key_revoked(session, key)
@@ -190,6 +192,7 @@ async def expire(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
         raise ApiKeyNotFound()
     now = utcnow()
     if key.expires_at > now:
+        forget_on_commit(session, user_id=key.user_id)
         key.expires_at = now
         await session.flush()
     return key
@@ -197,6 +200,7 @@ async def expire(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Every key of the user stops working at once (deactivation, password reset)."""
+    forget_on_commit(session, user_id=user_id)
     await repository.revoke_all_owned(session, user_id, utcnow())
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import InvalidApiKey, authenticate_api_key
+from coffer.auth.cache import CACHE, CachedSession, forget_on_commit
 from coffer.auth.request_limits import RequestLimits
 from coffer.db import writer_for
 from coffer.errors import AppError, RecordedRefusal
@@ -101,10 +102,22 @@ def _last_seen_write_interval(settings: Settings) -> timedelta:
 
 
 async def authenticate_access_token(
-    session: AsyncSession, settings: Settings, token: str
+    session: AsyncSession, settings: Settings, token: str, *, cached: bool = True
 ) -> Principal:
-    """A Bearer token is good while its session is open, not idle, and its user active."""
-    return await authenticate_session(session, settings, decode_token(settings, token))
+    """A Bearer token is good while its session is open, not idle, and its user active.
+
+    With `cached`, a session read within COFFER_AUTH_CACHE_SECONDS answers without the
+    database, unless the answer would write (coffer.auth.cache)."""
+    ttl_seconds = settings.auth_cache_seconds if cached else 0
+    if ttl_seconds:
+        entry = CACHE.sessions.get(token, ttl_seconds)
+        if entry is not None and _needs_no_write(entry, settings, utcnow()):
+            return _session_principal(entry)
+    claims = decode_token(settings, token)
+    entry = await _read_session(session, settings, claims)
+    if ttl_seconds:
+        CACHE.sessions.put(token, claims.user_id, entry)
+    return _session_principal(entry)
 
 
 async def authenticate_session(
@@ -112,6 +125,12 @@ async def authenticate_session(
 ) -> Principal:
     """The checks every token naming a session passes (the API's Bearer token and the web
     app's cookie alike), so logout, idle timeout and revocation end both the same way."""
+    return _session_principal(await _read_session(session, settings, claims))
+
+
+async def _read_session(
+    session: AsyncSession, settings: Settings, claims: AccessClaims
+) -> CachedSession:
     row = (
         await session.execute(
             select(AuthSession, User.role, User.is_active)
@@ -132,22 +151,53 @@ async def authenticate_session(
                 .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
                 .values(revoked_at=now, revoke_reason="idle_timeout")
             )
+            forget_on_commit(writer, session_id=auth_session.id)
         raise SessionTimedOut()
     if not is_active:
         raise AccountInactive()
-    if now - auth_session.last_seen_at >= _last_seen_write_interval(settings):
+    last_seen_at = auth_session.last_seen_at
+    if now - last_seen_at >= _last_seen_write_interval(settings):
         async with writer_for(session) as writer:
             await writer.execute(
                 update(AuthSession)
                 .where(AuthSession.id == auth_session.id)
                 .values(last_seen_at=now)
             )
-    return Principal(
-        user_id=claims.user_id,
-        role=Role(role),
-        permissions=ALL_PERMISSIONS,
-        session_id=auth_session.id,
+        last_seen_at = now
+    return CachedSession(
+        claims=claims,
+        role=role,
+        expires_at=auth_session.expires_at,
+        last_seen_at=last_seen_at,
         stepped_up_at=auth_session.stepped_up_at,
+    )
+
+
+async def stepped_up_at(session: AsyncSession, session_id: uuid.UUID) -> datetime | None:
+    """The session's last fresh proof, as stored now."""
+    found: datetime | None = await session.scalar(
+        select(AuthSession.stepped_up_at).where(AuthSession.id == session_id)
+    )
+    return found
+
+
+def _needs_no_write(entry: CachedSession, settings: Settings, now: datetime) -> bool:
+    """Whether a cached session is still good as it stands: token and session unexpired, and
+    neither an idle timeout nor a last-seen stamp due (those are decided on a fresh read)."""
+    return (
+        entry.claims.expires_at > now
+        and entry.expires_at > now
+        and now - entry.last_seen_at < _last_seen_write_interval(settings)
+    )
+
+
+def _session_principal(entry: CachedSession) -> Principal:
+    return Principal(
+        user_id=entry.claims.user_id,
+        role=Role(entry.role),
+        permissions=ALL_PERMISSIONS,
+        session_id=entry.claims.session_id,
+        stepped_up_at=entry.stepped_up_at,
     )
 
 
@@ -155,14 +205,16 @@ async def get_principal(request: Request, session: Session) -> Principal:
     return await _authenticate_within_limits(request, session)
 
 
-async def _authenticate_within_limits(request: Request, session: AsyncSession) -> Principal:
+async def _authenticate_within_limits(
+    request: Request, session: AsyncSession, *, cached: bool = True
+) -> Principal:
     """Per-IP limits and the failed-authentication lockout before authenticating, the
     per-user limit after."""
     limits: RequestLimits = request.app.state.request_limits
     ip = request.client.host if request.client else None
     await limits.before_authentication(ip)
     try:
-        principal = await _authenticate(request, session)
+        principal = await _authenticate(request, session, cached=cached)
     except (InvalidToken, InvalidApiKey):
         await limits.authentication_failed(ip)
         raise
@@ -171,7 +223,7 @@ async def _authenticate_within_limits(request: Request, session: AsyncSession) -
     return principal
 
 
-async def _authenticate(request: Request, session: AsyncSession) -> Principal:
+async def _authenticate(request: Request, session: AsyncSession, *, cached: bool) -> Principal:
     settings: Settings = request.app.state.settings
     api_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")
@@ -179,7 +231,11 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
         if authorization is not None:
             raise NotAuthenticated("Send either a Bearer token or an x-api-key, not both")
         key = await authenticate_api_key(
-            session, settings, request.app.state.api_key_rate_limiter, api_key.strip()
+            session,
+            settings,
+            request.app.state.api_key_rate_limiter,
+            api_key.strip(),
+            cached=cached,
         )
         return Principal(
             user_id=key.user_id,
@@ -190,7 +246,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
-    return await authenticate_access_token(session, settings, token.strip())
+    return await authenticate_access_token(session, settings, token.strip(), cached=cached)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -199,9 +255,10 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 async def get_user_principal_apart(request: Request, database: DatabaseDependency) -> Principal:
     """A signed-in user, authenticated in a unit of work of its own that has committed when the
     route starts: for routes that check a password, whose argon2 must not run while the
-    request's transaction holds anything (on SQLite, the write lock)."""
+    request's transaction holds anything (on SQLite, the write lock). Never from the cache:
+    these routes are rare and sensitive."""
     async with database.transaction() as session:
-        principal = await _authenticate_within_limits(request, session)
+        principal = await _authenticate_within_limits(request, session, cached=False)
     return await require_user(principal)
 
 

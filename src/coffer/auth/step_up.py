@@ -12,13 +12,15 @@ signature. Routes that also check a password take `StepUpApart` (see `UserPrinci
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from coffer.auth.principal import Principal, UserPrincipal, UserPrincipalApart
+from coffer.auth.principal import Principal, UserPrincipal, UserPrincipalApart, stepped_up_at
 from coffer.errors import AppError
+from coffer.http import Session
 from coffer.kit.clock import utcnow
 from coffer.settings import Settings
 
@@ -41,8 +43,21 @@ def check_stepped_up(principal: Principal, settings: Settings) -> Principal:
     return principal
 
 
-async def require_step_up(request: Request, principal: UserPrincipal) -> Principal:
-    return check_stepped_up(principal, request.app.state.settings)
+async def require_step_up(
+    request: Request, principal: UserPrincipal, session: Session
+) -> Principal:
+    settings: Settings = request.app.state.settings
+    try:
+        return check_stepped_up(principal, settings)
+    except StepUpRequired:
+        if principal.session_id is None:
+            raise
+    # The principal may come from the auth cache, older than a step-up just made through
+    # another API process: the session's own row decides.
+    fresh = dataclasses.replace(
+        principal, stepped_up_at=await stepped_up_at(session, principal.session_id)
+    )
+    return check_stepped_up(fresh, settings)
 
 
 async def require_step_up_apart(request: Request, principal: UserPrincipalApart) -> Principal:

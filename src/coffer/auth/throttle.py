@@ -131,7 +131,7 @@ def canonical_account(account: str) -> str:
         return account.strip().lower()
 
 
-def get_throttle(request: Request) -> Throttle:
+async def get_throttle(request: Request) -> Throttle:
     """The app's throttle, built on first use from the app's settings."""
     state = request.app.state
     throttle: Throttle | None = getattr(state, "throttle", None)
@@ -144,4 +144,4 @@ def get_throttle(request: Request) -> Throttle:
 
 async def throttle(request: Request, action: Action, *, account: str | None) -> None:
     ip = request.client.host if request.client else None
-    await get_throttle(request).check(action, account=account, ip=ip)
+    await (await get_throttle(request)).check(action, account=account, ip=ip)

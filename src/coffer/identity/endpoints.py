@@ -48,12 +48,12 @@ from coffer.settings import Settings
 auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=ExactJSONRoute)
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_google_client(request: Request) -> StarletteOAuth2App:
+async def get_google_client(request: Request) -> StarletteOAuth2App:
     """The app's Google client, built on first use; 404 when sign-in is not configured."""
     state = request.app.state
     if not hasattr(state, "google_client"):

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.audit import security
+from coffer.auth.cache import forget_on_commit
 from coffer.auth.principal import AccountInactive, SessionTimedOut
 from coffer.errors import AppError, RecordedRefusal
 from coffer.identity import repository
@@ -172,6 +173,7 @@ async def _revoke_for_reuse(session: AsyncSession, session_id: uuid.UUID) -> NoR
 
 
 async def revoke_session(session: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
+    forget_on_commit(session, session_id=session_id)
     await session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
@@ -213,6 +215,7 @@ async def revoke_user_sessions(
     session: AsyncSession, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
 ) -> None:
     """End every open session of the user (except `keep`, the caller's own)."""
+    forget_on_commit(session, user_id=user_id)
     statement = update(AuthSession).where(
         AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
     )

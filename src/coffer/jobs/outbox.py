@@ -3,9 +3,11 @@ the change it follows is committed. The runner (or, scaled, Celery) consumes the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,4 +47,29 @@ async def enqueue(
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
     await session.execute(statement)
+    session.info[JOBS_ENQUEUED] = True
+
+
+async def enqueue_many(
+    session: AsyncSession, name: str, payloads: Sequence[dict[str, Any]]
+) -> None:
+    """Add one job per payload in one statement (no dedupe key: each is its own job)."""
+    if not payloads:
+        return
+    now = utcnow()
+    await session.execute(
+        insert(_outbox),
+        [
+            {
+                "name": name,
+                "payload": payload,
+                "dedupe_key": None,
+                "status": OutboxStatus.PENDING,
+                "run_at": now,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for payload in payloads
+        ],
+    )
     session.info[JOBS_ENQUEUED] = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage as MimeMessage
 from typing import Protocol
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.jobs.outbox import enqueue
+from coffer.jobs.outbox import enqueue_many
 from coffer.kit.crypto import seal, unseal
 from coffer.settings import Settings
 
@@ -106,8 +107,24 @@ async def enqueue_email(
     session: AsyncSession, settings: Settings, message: EmailMessage, *, kind: str
 ) -> None:
     """Queue the message for delivery once the caller's transaction commits."""
-    sealed = seal(settings, json.dumps(asdict(message)), context=SEND_EMAIL_JOB)
-    await enqueue(session, SEND_EMAIL_JOB, {"kind": kind, "sealed": sealed})
+    await enqueue_emails(session, settings, [(message, kind)])
+
+
+async def enqueue_emails(
+    session: AsyncSession, settings: Settings, messages: Sequence[tuple[EmailMessage, str]]
+) -> None:
+    """Queue each (message, kind), one delivery job each, in one statement."""
+    await enqueue_many(
+        session,
+        SEND_EMAIL_JOB,
+        [
+            {
+                "kind": kind,
+                "sealed": seal(settings, json.dumps(asdict(message)), context=SEND_EMAIL_JOB),
+            }
+            for message, kind in messages
+        ],
+    )
 
 
 def open_payload(settings: Settings, payload: dict[str, str]) -> EmailMessage:

@@ -28,30 +28,33 @@ INSERT_CHUNK_ROWS = 500
 """Event rows per INSERT: SQLite allows 32,766 bound parameters per statement."""
 
 
-async def recipient(session: AsyncSession, user_id: uuid.UUID) -> tuple[str, bool] | None:
-    """The user's address and whether they take activity emails (yes unless they said no)."""
-    row = (
-        await session.execute(
-            select(User.email, NotificationPreference.activity_emails)
-            .outerjoin(NotificationPreference, NotificationPreference.user_id == User.id)
-            .where(User.id == user_id)
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    return row.email, row.activity_emails is not False
+async def recipients(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, bool]]:
+    """Each user's address and whether they take activity emails (yes unless they said no)."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.email, NotificationPreference.activity_emails)
+        .outerjoin(NotificationPreference, NotificationPreference.user_id == User.id)
+        .where(User.id.in_(user_ids))
+    )
+    return {row.id: (row.email, row.activity_emails is not False) for row in rows}
 
 
-async def claim_dedupe_key(session: AsyncSession, key: str) -> bool:
-    """True the first time `key` is claimed; the row commits with the queued email."""
+async def claim_dedupe_keys(session: AsyncSession, keys: Collection[str]) -> set[str]:
+    """The keys claimed now (not before); the rows commit with the queued emails."""
+    if not keys:
+        return set()
     dialect_insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    now = utcnow()
     inserted = await session.execute(
         dialect_insert(_sent)
-        .values(dedupe_key=key, created_at=utcnow())
+        .values([{"dedupe_key": key, "created_at": now} for key in keys])
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(_sent.c.dedupe_key)
     )
-    return inserted.first() is not None
+    return set(inserted.scalars())
 
 
 async def set_activity_emails(session: AsyncSession, user_id: uuid.UUID, enabled: bool) -> None:

@@ -9,6 +9,8 @@ request announce it once. Security events always go out; a user may turn off the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.kit.money import Money
 from coffer.notifications import repository
-from coffer.notifications.email import EmailMessage, enqueue_email
+from coffer.notifications.email import EmailMessage, enqueue_emails
 from coffer.settings import Settings
 
 
@@ -97,6 +99,20 @@ def render(event: Event, to: str, context: dict[str, Any]) -> EmailMessage:
     return EmailMessage(to=to, subject=subject, body=f"{body.strip()}\n\n{footer}\n", html=html)
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One event to announce to one user; `key` names the occurrence (a transfer's reference)."""
+
+    user_id: uuid.UUID
+    event: Event
+    context: dict[str, Any]
+    key: str
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.event}:{self.key}:{self.user_id}"
+
+
 async def notify(
     session: AsyncSession,
     settings: Settings,
@@ -108,20 +124,31 @@ async def notify(
 ) -> bool:
     """Queue `event`'s email to the user unless already queued under `key` or turned off;
     True when one was queued."""
-    found = await repository.recipient(session, user_id)
-    if found is None:
-        return False
-    address, wants_activity = found
-    if event not in SECURITY_EVENTS and not wants_activity:
-        return False
-    if not await repository.claim_dedupe_key(session, f"{event}:{key}:{user_id}"):
-        return False
-    await enqueue_email(session, settings, render(event, address, context), kind=str(event))
-    return True
+    return await notify_all(session, settings, [Notice(user_id, event, context, key)]) == 1
+
+
+async def notify_all(session: AsyncSession, settings: Settings, notices: Sequence[Notice]) -> int:
+    """`notify` for many notices in three statements (a settled batch announces both sides of
+    every transfer): the recipients, the dedupe keys, the queued emails. Returns how many
+    emails were queued."""
+    found = await repository.recipients(session, {notice.user_id for notice in notices})
+    wanted = {
+        notice.dedupe_key: notice
+        for notice in notices
+        if notice.user_id in found and (notice.event in SECURITY_EVENTS or found[notice.user_id][1])
+    }
+    claimed = await repository.claim_dedupe_keys(session, list(wanted))
+    emails = [
+        (render(notice.event, found[notice.user_id][0], notice.context), str(notice.event))
+        for dedupe_key, notice in wanted.items()
+        if dedupe_key in claimed
+    ]
+    await enqueue_emails(session, settings, emails)
+    return len(emails)
 
 
 async def wants_activity_emails(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    found = await repository.recipient(session, user_id)
+    found = (await repository.recipients(session, [user_id])).get(user_id)
     return found is not None and found[1]
 
 

@@ -14,7 +14,7 @@ from coffer.jobs.registry import job
 from coffer.kit.money import Money
 from coffer.notifications import events
 from coffer.notifications.email import SEND_EMAIL_JOB, open_payload, sender_for
-from coffer.notifications.service import Event, amount_text, notify
+from coffer.notifications.service import Event, Notice, amount_text, notify_all
 from coffer.notifications.sms import SEND_SMS_JOB, open_sms_payload, sms_sender_for
 from coffer.settings import Settings
 from coffer.transfers.repository import completed_with_parties
@@ -28,7 +28,8 @@ async def publish_transfers_settled(
     database: Database, settings: Settings, payload: dict[str, Any]
 ) -> None:
     """One job per settled batch: logs each outcome and emails both sides of each completed
-    transfer (deduplicated per transfer and side, so a rerun sends nothing twice)."""
+    transfer (deduplicated per transfer and side, so a rerun sends nothing twice), queued in
+    one batch of statements however large the batch."""
     transfers = payload.get("transfers", [])
     for transfer in transfers:
         log.info(
@@ -39,37 +40,41 @@ async def publish_transfers_settled(
         )
     references = [t["reference"] for t in transfers if t.get("status") == "completed"]
     async with database.transaction() as session:
+        notices: list[Notice] = []
         for row in await completed_with_parties(session, references):
             sent = Money.of(row.amount_minor, row.currency)
             received = Money.of(
                 row.receive_amount_minor or row.amount_minor, row.receive_currency or row.currency
             )
-            await notify(
-                session,
-                settings,
-                row.sender_user_id,
-                Event.TRANSFER_SENT,
-                {
-                    "amount": amount_text(sent),
-                    "counterparty": full_name(row.recipient_first_name, row.recipient_last_name),
-                    "wallet_number": row.sender_number,
-                    "reference": row.reference,
-                },
-                key=row.reference,
+            notices.append(
+                Notice(
+                    row.sender_user_id,
+                    Event.TRANSFER_SENT,
+                    {
+                        "amount": amount_text(sent),
+                        "counterparty": full_name(
+                            row.recipient_first_name, row.recipient_last_name
+                        ),
+                        "wallet_number": row.sender_number,
+                        "reference": row.reference,
+                    },
+                    row.reference,
+                )
             )
-            await notify(
-                session,
-                settings,
-                row.recipient_user_id,
-                Event.TRANSFER_RECEIVED,
-                {
-                    "amount": amount_text(received),
-                    "counterparty": full_name(row.sender_first_name, row.sender_last_name),
-                    "wallet_number": row.recipient_number,
-                    "reference": row.reference,
-                },
-                key=row.reference,
+            notices.append(
+                Notice(
+                    row.recipient_user_id,
+                    Event.TRANSFER_RECEIVED,
+                    {
+                        "amount": amount_text(received),
+                        "counterparty": full_name(row.sender_first_name, row.sender_last_name),
+                        "wallet_number": row.recipient_number,
+                        "reference": row.reference,
+                    },
+                    row.reference,
+                )
             )
+        await notify_all(session, settings, notices)
 
 
 @job(SEND_EMAIL_JOB)

@@ -53,7 +53,7 @@ _READ_ERRORS = error_responses(401, 403, 404, 422, 429)
 Reference = Annotated[str, Path(max_length=64)]
 
 
-def get_providers(database: DatabaseDependency, settings: AppSettings) -> ProviderRegistry:
+async def get_providers(database: DatabaseDependency, settings: AppSettings) -> ProviderRegistry:
     return providers_for(database, settings)
 
 

@@ -53,7 +53,7 @@ PreferHeader = Annotated[
 _TRANSFER_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429)
 
 
-def get_transfer_batcher(request: Request) -> TransferBatcher | None:
+async def get_transfer_batcher(request: Request) -> TransferBatcher | None:
     """The app's intake batcher; None when batching is off (COFFER_TRANSFER_ACCEPT_WINDOW_MS=0)."""
     batcher: TransferBatcher | None = request.app.state.transfer_batcher
     return batcher

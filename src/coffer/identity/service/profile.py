@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys import service as apikeys
+from coffer.auth.cache import forget_on_commit
 from coffer.errors import NotFound
 from coffer.identity import repository, sessions
 from coffer.identity.service.accounts import (
@@ -71,4 +72,5 @@ async def set_active(session: AsyncSession, email: str, *, active: bool) -> User
         .execution_options(synchronize_session=False)
     )
     user.is_active = active
+    forget_on_commit(session, user_id=user.id)
     return user
