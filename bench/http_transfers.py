@@ -19,7 +19,9 @@ One run against one server (COFFER_BENCH_POSTGRES_URL), every ratio to that run'
    completed/s counts the transfers the run stored, over the time from its first request until
    none is pending; p50/p99 are wrk's accept latencies. CPU seconds by who spent them: wrk, the
    API processes, the workers, and the rest of the machine (PostgreSQL, mostly), from /proc;
-   peak RSS (VmHWM) per API process at the end of the server's runs.
+   peak RSS (VmHWM) per API process at the end of the server's runs. Then the batch
+   endpoint: `POST /api/v1/transfers/batch` with 100 and 1,000 independent transfers per
+   request (bench/batch.lua, 4 connections: each request is already a thousand transfers).
 5. History: one user's wallet filled with 10^4, then 10^6 postings (bench/history_seed.py's
    SQL bulk path), the first page of `GET /api/v1/wallet/transactions` timed at each depth by
    wrk on one connection.
@@ -31,6 +33,7 @@ database is named `coffer_bench_<hex>`; exactly those are dropped, also on error
 
     .venv/bin/python bench/http_transfers.py [--quick] [--seconds S] [--connections N]
         [--api-workers 1,2] [--naive-dir DIR] [--history-depths 10000,1000000]
+        [--batch-sizes 100,1000]
 """
 
 from __future__ import annotations
@@ -92,16 +95,49 @@ class Config:
     pgbench_seconds: int
     history_depths: tuple[int, ...]
     history_seconds: float
+    batch_sizes: tuple[int, ...]
+    batch_connections: int
     naive_directory: Path | None
     naive_skip_reason: str
 
 
 @dataclass(frozen=True, slots=True)
+class Workload:
+    """What one wrk run sends: single transfers (transfers.lua) or batches (batch.lua)."""
+
+    mix: str
+    batch_size: int | None = None
+    """Transfers per POST /transfers/batch; None for single transfers."""
+    batch_mode: str = "independent"
+    target_rate: float | None = None
+    """Requests per second offered when paced; None at full load."""
+
+    @property
+    def label(self) -> str:
+        if self.batch_size is not None:
+            return f"{self.batch_mode} {self.batch_size:,}"
+        return f"half ({self.target_rate:,.0f}/s)" if self.target_rate else "full"
+
+    @property
+    def items_per_request(self) -> int:
+        return self.batch_size or 1
+
+    def environment(self) -> dict[str, str]:
+        environment = {"HOT_SHARE": str(MIXES[self.mix])}
+        if self.batch_size is not None:
+            environment |= {
+                "BENCH_BATCH_SIZE": str(self.batch_size),
+                "BENCH_BATCH_MODE": self.batch_mode,
+            }
+        if self.target_rate:
+            environment["BENCH_THREAD_RATE"] = f"{self.target_rate / THREADS:.3f}"
+        return environment
+
+
+@dataclass(frozen=True, slots=True)
 class TransferRun:
     api_workers: int
-    mix: str
-    target_rate: float | None
-    """Requests per second offered when paced; None at full load."""
+    workload: Workload
     load: WrkResult
     stored: int
     """Transfers this run stored (pending at first)."""
@@ -109,6 +145,11 @@ class TransferRun:
     """From the first request until no transfer was pending."""
     cpu: dict[str, float]
     """CPU seconds during the load, by who spent them."""
+
+    @property
+    def accepted_rate(self) -> float:
+        """Transfers answered as accepted, per second of wrk's time."""
+        return self.load.ok_rate * self.workload.items_per_request
 
     @property
     def completed_rate(self) -> float:
@@ -187,39 +228,34 @@ def run_transfers(
     url: URL,
     users_file: Path,
     config: Config,
-    mix: str,
-    target_rate: float | None = None,
+    workload: Workload,
     *,
     warm_up: bool = False,
 ) -> TransferRun:
-    """One wrk run of single transfers, then the wait until the workers settled them all.
+    """One wrk run, then the wait until the workers settled everything it stored.
 
     A warm-up run (shorter, not reported) lets each fresh process fill its caches and pools:
     the first requests to a new API process are many times slower than the rest.
     """
-    label = f"{coffer.label}, {mix}, " + (
-        "warm-up" if warm_up else f"paced at {target_rate:,.0f}/s" if target_rate else "full load"
-    )
+    label = f"{coffer.label}, {workload.mix}, {'warm-up' if warm_up else workload.label}"
+    batched = workload.batch_size is not None
     seconds = min(WARM_UP_SECONDS, config.seconds) if warm_up else config.seconds
     progress(f"{label}: {seconds:g} s")
     stored_before = transfer_count(url)
-    environment = {
-        "BENCH_USERS_FILE": str(users_file),
-        "HOT_SHARE": str(MIXES[mix]),
-        "BENCH_RUN": uuid.uuid4().hex[:12],
-        "BENCH_SEED": str(len(label)),
-    }
-    if target_rate:
-        environment["BENCH_THREAD_RATE"] = f"{target_rate / THREADS:.3f}"
     api, workers = [coffer.server.pid], coffer.worker_pids
     before = (tree_cpu_seconds(api), tree_cpu_seconds(workers), machine_cpu_seconds())
     started = time.perf_counter()
     load = run_wrk(
         f"{coffer.base_url}/",
-        BENCH_DIRECTORY / "transfers.lua",
+        BENCH_DIRECTORY / ("batch.lua" if batched else "transfers.lua"),
         seconds=seconds,
-        connections=config.connections,
-        environment=environment,
+        connections=config.batch_connections if batched else config.connections,
+        environment={
+            "BENCH_USERS_FILE": str(users_file),
+            "BENCH_RUN": uuid.uuid4().hex[:12],
+            "BENCH_SEED": str(len(label)),
+            **workload.environment(),
+        },
     )
     after = (tree_cpu_seconds(api), tree_cpu_seconds(workers), machine_cpu_seconds())
     asyncio.run(_wait_until_settled(url))
@@ -227,8 +263,7 @@ def run_transfers(
     api_cpu, worker_cpu = after[0] - before[0], after[1] - before[1]
     run = TransferRun(
         api_workers=coffer.api_workers,
-        mix=mix,
-        target_rate=target_rate,
+        workload=workload,
         load=load,
         stored=transfer_count(url) - stored_before,
         settle_seconds=settled - started,
@@ -240,7 +275,7 @@ def run_transfers(
         },
     )
     progress(
-        f"{label}: {load.ok_rate:,.0f}/s accepted, {run.completed_rate:,.0f}/s completed, "
+        f"{label}: {run.accepted_rate:,.0f}/s accepted, {run.completed_rate:,.0f}/s completed, "
         f"p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
         + (f", {load.errors} refused, first: {load.first_error}" if load.errors else "")
     )
@@ -280,21 +315,16 @@ def run_coffer(url: URL, config: Config, workdir: Path, results: Results) -> Non
         ) as coffer:
             if users_file is None:
                 users_file, history_user = _sign_in_all(coffer, holders, history_holder, workdir)
-            run_transfers(coffer, url, users_file, config, "uniform", warm_up=True)
+            run_transfers(coffer, url, users_file, config, Workload("uniform"), warm_up=True)
             for mix in MIXES:
-                full = run_transfers(coffer, url, users_file, config, mix)
+                full = run_transfers(coffer, url, users_file, config, Workload(mix))
                 results.transfers.append(full)
                 if full.load.ok_rate > 0:
-                    results.transfers.append(
-                        run_transfers(
-                            coffer,
-                            url,
-                            users_file,
-                            config,
-                            mix,
-                            target_rate=full.load.ok_rate * HALF,
-                        )
-                    )
+                    half = Workload(mix, target_rate=full.load.ok_rate * HALF)
+                    results.transfers.append(run_transfers(coffer, url, users_file, config, half))
+            for size in config.batch_sizes:
+                batch = Workload("uniform", batch_size=size)
+                results.transfers.append(run_transfers(coffer, url, users_file, config, batch))
             if index == len(config.api_workers) - 1 and history_user is not None:
                 results.history = run_history(coffer, url, history_user, config)
             results.peak_rss_mib[api_workers] = coffer.peak_rss_mib()
@@ -325,12 +355,13 @@ def _row(
     mix: str,
     load_label: str,
     load: WrkResult,
+    accepted: float,
     completed: float,
     pgbench: float,
     cpu: str,
 ) -> str:
     return (
-        f"{name:<14} {mix:<8} {load_label:<14} {load.ok_rate:>10,.0f} {completed:>11,.0f} "
+        f"{name:<14} {mix:<8} {load_label:<17} {accepted:>10,.0f} {completed:>11,.0f} "
         f"{_ratio(completed, pgbench):>9} {load.p50_ms:>7.1f} {load.p99_ms:>7.1f} "
         f"{load.machine_share():>7.1%} {load.errors:>6}  {cpu}"
     )
@@ -350,7 +381,7 @@ def print_report(config: Config, results: Results, load_average: tuple[float, fl
     )
     print()
     header = (
-        f"{'server':<14} {'mix':<8} {'load':<14} {'accepted/s':>10} {'completed/s':>11} "
+        f"{'server':<14} {'mix':<8} {'load':<17} {'accepted/s':>10} {'completed/s':>11} "
         f"{'x pgbench':>9} {'p50 ms':>7} {'p99 ms':>7} {'wrk CPU':>7} {'errors':>6}  "
         "CPU s: wrk / server / workers / rest"
     )
@@ -363,25 +394,25 @@ def print_report(config: Config, results: Results, load_average: tuple[float, fl
             0.0, naive.machine_cpu_seconds - naive.server_cpu_seconds - naive.load.cpu_seconds
         )
         cpu = f"{naive.load.cpu_seconds:.1f} / {naive.server_cpu_seconds:.1f} / - / {rest:.1f}"
-        print(
-            _row("naive (2 proc)", naive.mix, "full", naive.load, naive.load.ok_rate, pgbench, cpu)
-        )
+        rate = naive.load.ok_rate
+        print(_row("naive (2 proc)", naive.mix, "full", naive.load, rate, rate, pgbench, cpu))
     for run in results.transfers:
         cpu = " / ".join(f"{run.cpu[k]:.1f}" for k in ("wrk", "api", "workers", "rest"))
-        load_label = f"half ({run.target_rate:,.0f}/s)" if run.target_rate else "full"
         print(
             _row(
                 f"coffer, {run.api_workers} API",
-                run.mix,
-                load_label,
+                run.workload.mix,
+                run.workload.label,
                 run.load,
+                run.accepted_rate,
                 run.completed_rate,
                 pgbench,
                 cpu,
             )
         )
     print(
-        "accepted/s: 2xx answers over wrk's time; completed/s: transfers stored by the run, "
+        "accepted/s: transfers answered 2xx over wrk's time; completed/s: transfers stored "
+        "by the run, "
         "settled from its first request until none was pending (coffer) or committed (naive); "
         "wrk CPU: wrk's own share of all CPUs"
     )
@@ -459,6 +490,12 @@ def parse_config(argv: Sequence[str] | None) -> Config:
         help="postings in the history wallet at each timing (10000,1000000; quick 10000,100000)",
     )
     parser.add_argument(
+        "--batch-sizes", default="100,1000", help="transfers per batch request, comma-separated"
+    )
+    parser.add_argument(
+        "--batch-connections", type=int, default=4, help="wrk connections for batch requests"
+    )
+    parser.add_argument(
         "--naive-dir", help="where naive_ref.py and naive.lua are (or COFFER_BENCH_NAIVE_DIR)"
     )
     args = parser.parse_args(argv)
@@ -473,10 +510,13 @@ def parse_config(argv: Sequence[str] | None) -> Config:
         pgbench_seconds=args.pgbench_seconds or (5 if args.quick else 20),
         history_depths=tuple(sorted(_counts(depths))),
         history_seconds=2.0 if args.quick else 5.0,
+        batch_sizes=_counts(args.batch_sizes),
+        batch_connections=args.batch_connections,
         naive_directory=naive_directory,
         naive_skip_reason=naive_skip_reason,
     )
-    if min(config.users - 2, config.seconds, config.connections, *config.api_workers) <= 0:
+    positive = (config.seconds, config.connections, config.batch_connections)
+    if min(config.users - 2, *positive, *config.api_workers, *config.batch_sizes, 1) <= 0:
         parser.error("counts and durations must be positive (and at least 3 users)")
     return config
 

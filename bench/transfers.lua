@@ -3,20 +3,10 @@
 -- Idempotency-Key per request, 1.00 to 100.00 each. See bench/wrk_common.lua for the rest.
 local common = dofile(os.getenv("BENCH_LUA_DIR") .. "/wrk_common.lua")
 local hot_share = tonumber(os.getenv("HOT_SHARE") or "0")
-local users
-
-setup = common.setup
-response = common.response
-done = common.done
-if common.paced then delay = common.paced_delay end
-
-function init()
-  common.seed()
-  users = common.load_users()
-end
+common.install()
 
 function request()
-  local sender, recipient = common.pair(users, hot_share)
+  local sender, recipient = common.pair(common.users, hot_share)
   return wrk.format("POST", "/api/v1/wallet/transfer", {
     ["Authorization"] = sender.auth,
     ["Content-Type"] = "application/json",

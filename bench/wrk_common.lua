@@ -88,4 +88,17 @@ function common.paced_delay()
 end
 common.paced = rate > 0
 
+-- Installs wrk's hooks for a script whose request() draws from common.users: thread numbering,
+-- the first refusal, pacing when asked, and per-thread seed and users.
+function common.install()
+  setup = common.setup
+  response = common.response
+  done = common.done
+  if common.paced then delay = common.paced_delay end
+  init = function()
+    common.seed()
+    common.users = common.load_users()
+  end
+end
+
 return common

@@ -11,7 +11,9 @@ idempotency by its own key) and gets its own outcome, in order.
   and the others answer `linked_event_failed`. At settlement the batch's transfers are claimed
   and posted together (coffer.transfers.settlement.process_linked_batch), in a savepoint again:
   if one cannot be posted (the sender's balance went elsewhere meanwhile, a wallet was frozen),
-  every one fails, and no money moves.
+  every one fails, and no money moves. An item that replays an earlier transfer (its key was
+  used before, with the same content) counts as accepted and is not part of this group: it
+  settles, or settled, with the request that made it.
 
 The batch row records each item's outcome at acceptance, so `GET /transfers/batch/{id}` can
 show how far settlement has come.
