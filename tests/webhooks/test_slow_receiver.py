@@ -13,6 +13,7 @@ import httpx
 from coffer.db import Database
 from coffer.jobs.runner import JobRunner
 from coffer.settings import Settings
+from tests.fixtures.factories import assert_ledger_sound
 from tests.fixtures.http import API, Caller
 from tests.webhooks.conftest import CreateEndpoint, Credit, MakeReceiver
 
@@ -63,6 +64,8 @@ async def test_a_slow_receiver_does_not_slow_the_transfer_processor(
         )
         held = listed.json()["data"]["deliveries"][-1]
         assert (held["status"], held["attempts"]) == ("pending", [])  # still in flight
+        async with app_database.transaction() as session:
+            await assert_ledger_sound(session)
     finally:
         hold.set()
         running.cancel()

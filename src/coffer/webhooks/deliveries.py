@@ -120,7 +120,8 @@ async def fan_out(session: AsyncSession) -> int:
     for row in rows:
         event = StoredEvent(row.id, row.user_id, row.type, row.version, row.data, row.created_at)
         for endpoint in endpoints.get(row.user_id, []):
-            if event.type not in endpoint.event_types:
+            # An endpoint hears what happens from its creation on, nothing older.
+            if event.type not in endpoint.event_types or event.created_at < endpoint.created_at:
                 continue
             delivery_id = await repository.insert_delivery(
                 session,
