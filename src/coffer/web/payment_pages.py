@@ -162,7 +162,7 @@ async def _withdraw_once(
                 stored = await idempotency.claim(session, scope, key, fingerprint)
                 if stored is not None:
                     return stored.body
-                await check_second_factor(request, session, user.user_id, form.get("code"))
+                await check_second_factor(request, user.principal, session, form.get("code"))
                 view = await withdrawals.request_withdrawal(
                     session,
                     _settings(request),
@@ -258,7 +258,7 @@ async def add_account(request: Request, user: CurrentUser, form: VerifiedForm) -
             },
         )
         async with _database(request).transaction() as session:
-            await check_second_factor(request, session, user.user_id, form.get("code"))
+            await check_second_factor(request, user.principal, session, form.get("code"))
         await destinations.add_destination(
             _database(request),
             settings,
