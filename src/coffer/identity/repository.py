@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.models import OneTimeCode, User, UserIdentity
+from coffer.models import AuthSession, OneTimeCode, User, UserIdentity
+
+MAX_LISTED_SESSIONS = 50
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
@@ -56,3 +60,20 @@ async def release_phone(session: AsyncSession, phone: str, *, keep: uuid.UUID) -
         holder.phone = None
     await session.flush()
     return holders
+
+
+async def open_sessions(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> Sequence[AuthSession]:
+    """The user's sessions that still work (not revoked, not expired), latest activity first."""
+    found = await session.execute(
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+        )
+        .order_by(AuthSession.last_seen_at.desc())
+        .limit(MAX_LISTED_SESSIONS)
+    )
+    return found.scalars().all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.audit import security
 from coffer.auth.principal import AccountInactive, SessionTimedOut
 from coffer.errors import AppError, RecordedRefusal
+from coffer.identity import repository
 from coffer.identity.tokens import issue_access_token
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import keyed_hash
@@ -174,6 +176,26 @@ async def revoke_session(session: AsyncSession, session_id: uuid.UUID, reason: s
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoke_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def list_open_sessions(session: AsyncSession, user_id: uuid.UUID) -> Sequence[AuthSession]:
+    return await repository.open_sessions(session, user_id, utcnow())
+
+
+async def revoke_own_session(
+    session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+) -> None:
+    """The user ends one of their sessions (a lost phone); another user's id changes nothing."""
+    await session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.id == session_id,
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow(), revoke_reason="revoked_by_user")
         .execution_options(synchronize_session=False)
     )
 

@@ -111,6 +111,11 @@ async def notify(
     return True
 
 
+async def wants_activity_emails(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    found = await repository.recipient(session, user_id)
+    return found is not None and found[1]
+
+
 async def set_preferences(
     session: AsyncSession, user_id: uuid.UUID, *, activity_emails: bool
 ) -> None:

@@ -8,6 +8,8 @@ or the body's idempotency_key, unique per sender; a replay answers the first res
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
@@ -84,6 +86,24 @@ async def accept_transfer(
     return outcome
 
 
+@asynccontextmanager
+async def lookup_limited(throttle: Throttle, request: TransferRequest) -> AsyncIterator[None]:
+    """Misses of lookups by email or phone are limited per user (their API keys included):
+    once spent, every such lookup is refused, hits too, so nobody can probe for who has an
+    account. Around every step that looks a recipient up (the API's transfer, the web app's
+    confirmation and transfer)."""
+    looked_up = request.recipient_kind is not RecipientKind.WALLET_NUMBER
+    lookup_account = f"user:{request.sender_user_id}"
+    if looked_up:
+        await throttle.refuse_if_spent(Action.RECIPIENT_LOOKUP, account=lookup_account)
+    try:
+        yield
+    except RecipientNotFound:
+        if looked_up:
+            await throttle.count(Action.RECIPIENT_LOOKUP, account=lookup_account)
+        raise
+
+
 async def _transfer(
     body: TransferCreate,
     principal: Principal,
@@ -98,32 +118,18 @@ async def _transfer(
     if header_key is not None and body.idempotency_key not in (None, header_key):
         raise ValidationFailed("The Idempotency-Key header and idempotency_key differ")
     kind, recipient = body.recipient
-    # Misses of lookups by email or phone are limited per user (their API keys included), and
-    # once spent every such lookup is refused, hits too: no probing for who has an account.
-    looked_up = kind is not RecipientKind.WALLET_NUMBER
-    lookup_account = f"user:{principal.user_id}"
-    if looked_up:
-        await throttle.refuse_if_spent(Action.RECIPIENT_LOOKUP, account=lookup_account)
-    try:
-        accepted = await accept_transfer(
-            session,
-            settings,
-            batcher,
-            TransferRequest(
-                sender_user_id=principal.user_id,
-                recipient_kind=kind,
-                recipient=recipient,
-                amount=body.amount,
-                sender_wallet_number=sender_wallet_number,
-                narration=body.narration,
-                idempotency_key=header_key or body.idempotency_key,
-                quote_id=body.quote_id,
-            ),
-        )
-    except RecipientNotFound:
-        if looked_up:
-            await throttle.count(Action.RECIPIENT_LOOKUP, account=lookup_account)
-        raise
+    request = TransferRequest(
+        sender_user_id=principal.user_id,
+        recipient_kind=kind,
+        recipient=recipient,
+        amount=body.amount,
+        sender_wallet_number=sender_wallet_number,
+        narration=body.narration,
+        idempotency_key=header_key or body.idempotency_key,
+        quote_id=body.quote_id,
+    )
+    async with lookup_limited(throttle, request):
+        accepted = await accept_transfer(session, settings, batcher, request)
     if accepted.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return Envelope(

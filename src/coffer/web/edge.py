@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +19,7 @@ from coffer.web import csrf
 from coffer.web.forms import Form, read_form
 from coffer.web.messages import error_message, message_for
 from coffer.web.rendering import render
-from coffer.web.session import SignInRequired, end_web_session, sign_in_url
+from coffer.web.session import SignInRequired, StepUpRedirect, end_web_session, sign_in_url
 
 WEB_PREFIX = "/app"
 
@@ -58,6 +59,11 @@ async def _delegate(
 ) -> Response:
     answer = handler(request, error)
     return await answer if inspect.isawaitable(answer) else answer
+
+
+async def _step_up_redirect(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StepUpRedirect)  # noqa: S101 - registered for it only
+    return redirect(f"/app/step-up?{urlencode({'next': error.back})}")
 
 
 def _error_page(request: Request, status_code: int, title: str, message: str) -> Response:
@@ -104,3 +110,4 @@ def install_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SignInRequired, _sign_in_required)
+    app.add_exception_handler(StepUpRedirect, _step_up_redirect)

@@ -5,17 +5,31 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from coffer.web import admin_pages, admin_system_pages, auth_pages, wallet_pages
+from coffer.web import (
+    account_pages,
+    admin_pages,
+    admin_system_pages,
+    auth_pages,
+    payment_pages,
+    transfer_pages,
+    wallet_pages,
+)
 from coffer.web.edge import WEB_PREFIX, install_error_pages
 from coffer.web.rendering import STATIC_DIR, STATIC_PREFIX
 
 
 def web_router() -> APIRouter:
     router = APIRouter(prefix=WEB_PREFIX, include_in_schema=False)
-    router.include_router(auth_pages.router)
-    router.include_router(wallet_pages.router)
-    router.include_router(admin_pages.router)
-    router.include_router(admin_system_pages.router)
+    for pages in (
+        auth_pages,
+        wallet_pages,
+        transfer_pages,
+        payment_pages,
+        account_pages,
+        admin_pages,
+        admin_system_pages,
+    ):
+        router.include_router(pages.router)
     return router
 
 

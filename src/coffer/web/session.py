@@ -25,6 +25,7 @@ from coffer.auth.principal import (
     authenticate_session,
 )
 from coffer.auth.request_limits import RequestLimits
+from coffer.auth.step_up import StepUpRequired, check_stepped_up
 from coffer.db import Database
 from coffer.identity import service
 from coffer.identity.service import Account
@@ -36,6 +37,23 @@ from coffer.web.cookies import SESSION_COOKIE, clear_cookie, set_cookie
 WEB_TOKEN = "web"  # noqa: S105 - a token type, not a secret
 SIGN_IN_PATH = "/app/sign-in"
 HOME_PATH = "/app/"
+
+
+class StepUpRedirect(Exception):
+    """The action needs a fresh proof: the page sends the user to the step-up page, which
+    brings them back to `back` to submit again."""
+
+    def __init__(self, back: str) -> None:
+        super().__init__(back)
+        self.back = back
+
+
+def require_fresh_proof(user: WebUser, settings: Settings, back: str) -> None:
+    """As the API's `StepUp`: sensitive actions need a sign-in or step-up within the window."""
+    try:
+        check_stepped_up(user.principal, settings)
+    except StepUpRequired as error:
+        raise StepUpRedirect(back) from error
 
 
 class SignInRequired(Exception):
