@@ -20,6 +20,8 @@ MESSAGES: dict[str, str] = {
     "invalid_challenge_token": "The sign-in took too long. Enter your password again.",
     "weak_password": "Choose a longer password (at least 10 characters, not a common one).",
     "step_up_required": "Confirm it is you before doing this.",
+    "two_factor_required": "Enter the current code from your authenticator app.",
+    "permission_denied": "This page is for administrators only.",
     "insufficient_funds": "The wallet does not hold enough for this.",
     "recipient_not_found": "No wallet was found for that recipient.",
     "cannot_transfer_to_self": "You cannot send money to your own wallet.",
