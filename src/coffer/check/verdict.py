@@ -165,6 +165,10 @@ def judge(
         accepted = any(s.accepted for s in sends)
         if len(references) > 1 or (accepted and refused):
             verdict.conflicting_answers += 1
+            verdict.notes.append(
+                f"conflicting answers for {key[1]} ({sends[0].operation}): "
+                + " / ".join(_sends(s) for s in sends)
+            )
         if len(references) > 1:
             verdict.applied_twice += len(references) - 1
         row = rows.get(key)
