@@ -337,6 +337,20 @@ async def create_transfers(
         ),
     )
 
+    # A retry of a stored transfer is answered as that transfer whatever the sender's balance
+    # or wallet is now: its checks were passed when it was accepted. (Found by `coffer check
+    # bank`: a duplicate of an accepted transfer that had drained the balance was refused
+    # `insufficient_funds`, then replayed as accepted by the next duplicate.)
+    stored = await repository.find_by_idempotency_keys(
+        session,
+        sorted(
+            {
+                (requests[i].sender_user_id, key)
+                for i in recipients
+                if (key := requests[i].idempotency_key) is not None
+            }
+        ),
+    )
     # Sender-side checks come before anything about the recipient, so a refusal never tells
     # whether an email or phone has an account before the sender could pay it anyway.
     balances = await repository.running_balances(
@@ -349,7 +363,8 @@ async def create_transfers(
         try:
             sender = directory.sender_wallet(request)
             amount = parse_amount(request.amount, sender.currency, max_minor=max_amount_minor)
-            _check_sender(sender, amount, balances)
+            if (request.sender_user_id, request.idempotency_key) not in stored:
+                _check_sender(sender, amount, balances)
             target = directory.recipient_wallet(request.recipient_kind, recipient, sender.currency)
         except AppError as error:
             outcomes[index] = error
@@ -366,7 +381,7 @@ async def create_transfers(
             )
         )
 
-    candidates, duplicates = await _answer_replays(session, candidates, outcomes)
+    candidates, duplicates = _answer_replays(candidates, outcomes, stored)
     accepted: list[_Candidate] = []
     for candidate in candidates:
         try:
@@ -518,20 +533,17 @@ async def _replay_retries_of_committed(
             outcomes[candidate.index] = _replay(original, candidate.fingerprint)
 
 
-async def _answer_replays(
-    session: AsyncSession, candidates: list[_Candidate], outcomes: list[TransferOutcome | None]
+def _answer_replays(
+    candidates: list[_Candidate],
+    outcomes: list[TransferOutcome | None],
+    existing: dict[tuple[uuid.UUID, str], ResultRow],
 ) -> tuple[list[_Candidate], list[tuple[_Candidate, _Candidate]]]:
-    """Answer requests whose idempotency key was used before.
+    """Answer requests whose idempotency key was used before (`existing`: the stored
+    transfers by sender and key).
 
     Returns the requests still to store, and the repeats of a key within this batch paired
     with the first request that carries it (they share its outcome).
     """
-    keyed = [c for c in candidates if c.request.idempotency_key is not None]
-    if not keyed:
-        return candidates, []
-    existing = await repository.find_by_idempotency_keys(
-        session, [(c.request.sender_user_id, c.request.idempotency_key or "") for c in keyed]
-    )
     remaining: list[_Candidate] = []
     duplicates: list[tuple[_Candidate, _Candidate]] = []
     first_with_key: dict[tuple[uuid.UUID, str], _Candidate] = {}
