@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from coffer.fees.service import PERIOD, charge_due
 from coffer.kit.clock import utcnow
 from coffer.models import Deposit, Wallet, WalletStatus
+from coffer.payments import sandbox_repository
 from coffer.payments.deposits import DepositStart, _open, start_timeout
 from tests.fixtures.http import API, Caller
 from tests.payments.conftest import CALLBACK, Payments, charge_event
@@ -413,4 +414,31 @@ async def test_a_retry_after_a_start_cut_off_before_its_checkout_opens_a_fresh_d
     assert (await payments.history(caller, orphan.reference))["status"] == "failed"
     await payments.choose(reference, "pay")
     assert await payments.balance(caller) == "12.00"
+    await payments.assert_ledger_sound()
+
+
+async def test_pressing_pay_again_delivers_a_webhook_the_first_press_never_sent(
+    payments: Payments, sign_in: SignIn
+) -> None:
+    """A first Pay whose choice was stored but whose delivery was cut off (the database went
+    away in between) leaves the charge paid and the deposit pending: the payer's retry
+    delivers, and a third press changes nothing."""
+    caller = await sign_in()
+    reference = await payments.started(caller, "21.00")
+    async with payments.database.transaction() as session:
+        assert await sandbox_repository.settle_sandbox_charge(
+            session, reference, "success", paid_at=utcnow(), authorization_code=None
+        )
+    assert await payments.balance(caller) == "0.00"
+
+    again = await payments.choose(reference, "pay")
+    third = await payments.choose(reference, "pay")
+    declined_late = await payments.choose(reference, "decline")
+
+    assert again.status_code == third.status_code == declined_late.status_code == 303
+    assert await payments.balance(caller) == "21.00"
+    assert (await payments.deposit_status(caller, reference))["status"] == "success"
+    (entry,) = await payments.inbox(f"charge.success:{reference}")
+    assert (entry.outcome, entry.reason) == ("applied", "deposit_credited")
+    assert await payments.inbox(f"charge.failed:{reference}") == []
     await payments.assert_ledger_sound()

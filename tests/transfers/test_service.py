@@ -355,6 +355,32 @@ async def test_same_idempotency_key_and_body_replays_the_same_transfer(
         assert await balance_minor(session, sender.primary_wallet) == 9_500
 
 
+async def test_a_retry_of_a_transfer_that_drained_the_balance_replays_it(
+    database: Database, pair: tuple[NewUser, NewUser]
+) -> None:
+    """Found by `coffer check bank`: the balance pre-check ran before the key was looked up,
+    so a duplicate of an accepted transfer that had since spent the balance was refused
+    `insufficient_funds`, and the next duplicate replayed it as accepted."""
+    sender, recipient = pair
+    number = recipient.primary_wallet.number
+    (first,) = await send(database, request_to(sender, number, "100.00", idempotency_key="all"))
+    await process_pending(database, batch_size=50)
+    async with database.transaction() as session:
+        assert await balance_minor(session, sender.primary_wallet) == 0
+
+    (again,) = await send(database, request_to(sender, number, "100.00", idempotency_key="all"))
+    (fresh,) = await send(database, request_to(sender, number, "100.00", idempotency_key="new"))
+
+    replay = accepted(again)
+    assert replay.reference == accepted(first).reference
+    assert replay.replayed
+    assert replay.status == "completed"
+    assert isinstance(fresh, InsufficientFunds)
+    async with database.transaction() as session:
+        assert await balance_minor(session, sender.primary_wallet) == 0
+        assert await balance_minor(session, recipient.primary_wallet) == 10_000
+
+
 async def test_the_same_key_twice_in_one_batch_makes_one_transfer(
     database: Database, pair: tuple[NewUser, NewUser]
 ) -> None:

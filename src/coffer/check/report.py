@@ -80,6 +80,8 @@ def print_report(
         f"of which the client gave up on {verdict.gave_up_but_applied}"
     )
     print(f"  client saw an error, nothing applied:  {verdict.error_not_applied}")
+    for note in verdict.notes:
+        print(f"  {note}")
     print()
     print("ledger invariants (coffer.ledger.verify):")
     for check in seen.ledger_checks:

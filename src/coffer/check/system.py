@@ -252,12 +252,14 @@ class Coffer:
         self.beat: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
 
-    def _spawn(self, arguments: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, arguments: list[str], log_name: str, **environment: str
+    ) -> subprocess.Popen[bytes]:
         with (self.logs / log_name).open("ab") as log:
             # A session of its own: the supervisor's API processes are stopped with it.
             return subprocess.Popen(
                 [COFFER, *arguments],
-                env=self.environment,
+                env={**self.environment, **environment},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -265,7 +267,10 @@ class Coffer:
 
     def start(self) -> None:
         self.api = self._spawn(
-            ["serve", "--port", str(self.port), "--workers", str(self.api_processes)], "serve.log"
+            ["serve", "--port", str(self.port), "--workers", str(self.api_processes)],
+            "serve.log",
+            # The supervisor logs each API process's death and replacement at INFO.
+            COFFER_LOG_LEVEL="INFO",
         )
         for slot in range(len(self.workers)):
             self.start_worker(slot)

@@ -127,6 +127,18 @@ def _asked_as_applied(intent: Intent, row: Row, holders: Sequence[Holder]) -> bo
     return row.recipient_wallet == recipient.wallet_number
 
 
+def _describe(row: Row) -> str:
+    return f"{type(row).__name__} {row.reference} {row.status} key={row.key} {row.sender_email}"
+
+
+def _sends(intent: Intent) -> str:
+    return ", ".join(
+        f"{a.started:.1f}s {a.result}{f' {a.status}' if a.status else ''}"
+        f"{f' {a.code}' if a.code else ''}"
+        for a in intent.attempts
+    )
+
+
 def _unsettled(row: Row) -> bool:
     """Still in flight after settling: a promise not yet kept. A deposit nobody chose Pay or
     Decline for is pending by right (the workload always chooses, also for late ones)."""
@@ -153,6 +165,10 @@ def judge(
         accepted = any(s.accepted for s in sends)
         if len(references) > 1 or (accepted and refused):
             verdict.conflicting_answers += 1
+            verdict.notes.append(
+                f"conflicting answers for {key[1]} ({sends[0].operation}): "
+                + " / ".join(_sends(s) for s in sends)
+            )
         if len(references) > 1:
             verdict.applied_twice += len(references) - 1
         row = rows.get(key)
@@ -174,6 +190,9 @@ def judge(
             verdict.applied_differently += 1
         if not accepted:
             verdict.gave_up_but_applied += 1
+            verdict.notes.append(
+                f"gave up: {_describe(row)} after {' / '.join(_sends(s) for s in sends)}"
+            )
     requested = set(grouped)
     verdict.unrequested = sum(1 for key in rows if key not in requested) + sum(
         1 for row in seen.keyless if not (isinstance(row, DepositRow) and row.status == "failed")
@@ -280,6 +299,10 @@ def confirm_replays(
         )
         if not answered or statuses.get(row.reference) not in FINAL_STATUSES:
             verdict.error_but_applied_unconfirmed += 1
+            verdict.notes.append(
+                f"not confirmed: {_describe(row)} told {statuses.get(row.reference)}; "
+                f"replay answered {sorted(again.references)}: {_sends(again)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,10 @@ coffer.payments.providers.sandbox).
 
 The checkout page's buttons record the payer's choice in the sandbox's own table, then deliver
 a signed webhook into the inbox exactly as a provider would (the signed raw bytes through
-`verify_and_parse_webhook`), then send the browser to the deposit's callback URL. Payout
+`verify_and_parse_webhook`), then send the browser to the deposit's callback URL. Pressing the
+same button again delivers again (seen building `coffer check bank`'s deposits: a database
+restart between storing the choice and delivering it left the deposit to reconciliation, since
+a retried press delivered nothing). Payout
 webhooks are delivered by a job, later, like a real provider's.
 """
 
@@ -157,7 +160,10 @@ async def _choose(
         charge = await sandbox_repository.sandbox_charge(session, reference)
     if charge is None:
         return _page("Not found", "<h1>No such sandbox checkout</h1>", 404)
-    if settled:
+    # The same choice again is the payer retrying after an error, perhaps one that cut the
+    # first delivery off after the choice was stored: deliver again, as a provider retries
+    # until coffer answers; the inbox drops what it already has.
+    if settled or charge.status == status.value:
         await deliver(
             database, settings, providers_for(database, settings), charge_event_body(charge)
         )

@@ -1,7 +1,8 @@
 """Idempotency replay: a request whose key already made a transfer is answered from it.
 
 The key lives on the transfer row, unique per sender. Intake looks stored transfers up at
-three moments (`answer_from_stored` serves all three): before anything is consumed; after a
+three moments (`answer_from_stored` serves all three): before anything is checked (a retry of
+a stored transfer is answered as that transfer whatever the sender's balance is now); after a
 limit refusal (a retry that waited on the usage row its in-flight original spent); and after
 losing the insert race to a concurrent request with the same key. Repeats of a key within one
 batch share the first one's outcome.
@@ -33,6 +34,15 @@ async def answer_from_stored(
     `idempotency_key_reused` for a different request); returns the others, in order."""
     keys = [key for c in candidates if (key := c.scoped_key) is not None]
     stored = await repository.find_by_idempotency_keys(session, keys) if keys else {}
+    return answer_from(stored, candidates, outcomes)
+
+
+def answer_from(
+    stored: dict[tuple[uuid.UUID, str], ResultRow],
+    candidates: Sequence[Candidate],
+    outcomes: Outcomes,
+) -> list[Candidate]:
+    """`answer_from_stored` with the stored transfers (by sender and key) already looked up."""
     unanswered: list[Candidate] = []
     for candidate in candidates:
         key = candidate.scoped_key

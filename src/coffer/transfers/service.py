@@ -27,7 +27,13 @@ from coffer.settings import Settings, get_settings
 from coffer.transfers import allowance, repository
 from coffer.transfers.directory import Directory
 from coffer.transfers.pricing import price
-from coffer.transfers.replay import Outcomes, answer_from_stored, as_replay, share_repeated_keys
+from coffer.transfers.replay import (
+    Outcomes,
+    answer_from,
+    answer_from_stored,
+    as_replay,
+    share_repeated_keys,
+)
 from coffer.transfers.requests import (
     AcceptedTransfer,
     Candidate,
@@ -76,6 +82,18 @@ async def create_transfers(
             outcomes[index] = error
 
     directory = await Directory.load(session, requests, recipients)
+    # A retry of a stored transfer is answered as that transfer whatever the sender's balance
+    # or wallet is now: its checks were passed when it was accepted. (Found by `coffer check
+    # bank`: a duplicate of an accepted transfer that had drained the balance was refused
+    # `insufficient_funds`, then replayed as accepted by the next duplicate.)
+    keys = sorted(
+        {
+            (requests[i].sender_user_id, key)
+            for i in recipients
+            if (key := requests[i].idempotency_key) is not None
+        }
+    )
+    stored = await repository.find_by_idempotency_keys(session, keys) if keys else {}
     # Sender-side checks come before anything about the recipient, so a refusal never tells
     # whether an email or phone has an account before the sender could pay it anyway.
     balances = await repository.running_balances(session, directory.sender_account_ids())
@@ -85,7 +103,8 @@ async def create_transfers(
         try:
             sender = directory.sender_wallet(request)
             amount = parse_amount(request.amount, sender.currency, max_minor=max_amount_minor)
-            check_sender(sender, amount, balances)
+            if (request.sender_user_id, request.idempotency_key) not in stored:
+                check_sender(sender, amount, balances)
             target = directory.recipient_wallet(request.recipient_kind, recipient, sender.currency)
         except AppError as error:
             outcomes[index] = error
@@ -102,7 +121,7 @@ async def create_transfers(
             )
         )
 
-    candidates = await answer_from_stored(session, candidates, outcomes)
+    candidates = answer_from(stored, candidates, outcomes)
     candidates, duplicates = share_repeated_keys(candidates, outcomes)
     accepted: list[Candidate] = []
     for candidate in candidates:
