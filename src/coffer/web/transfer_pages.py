@@ -102,7 +102,7 @@ async def review(request: Request, user: CurrentUser, form: VerifiedForm) -> Res
     settings: Settings = request.app.state.settings
     try:
         transfer = _request(user, form, with_terms=False)
-        async with lookup_limited(get_throttle(request), transfer):
+        async with lookup_limited(await get_throttle(request), transfer):
             async with database.transaction() as session:
                 preview = await preview_transfer(session, settings, transfer)
     except AppError as error:
@@ -127,7 +127,7 @@ async def confirm(request: Request, user: CurrentUser, form: VerifiedForm) -> Re
     settings: Settings = request.app.state.settings
     try:
         transfer = _request(user, form, with_terms=True)
-        async with lookup_limited(get_throttle(request), transfer):
+        async with lookup_limited(await get_throttle(request), transfer):
             async with database.transaction() as session:
                 accepted = await accept_transfer(
                     session, settings, request.app.state.transfer_batcher, transfer
