@@ -31,7 +31,8 @@ COFFER = str(Path(sys.executable).with_name("coffer"))
 SECRET_KEY = "auth-cache-secret-key-with-enough-characters"
 BOUND_SECONDS = 2.0
 """COFFER_AUTH_CACHE_SECONDS of both servers: the bound the tests hold them to."""
-START_TIMEOUT_SECONDS = 60
+START_TIMEOUT_SECONDS = 180
+"""Generous: two servers start at once on a machine that may be busy."""
 RACED_KEYS = 12
 
 
