@@ -142,7 +142,7 @@ class TransferRun:
     stored: int
     """Transfers this run stored (pending at first)."""
     settle_seconds: float
-    """From the first request until no transfer was pending."""
+    """From the first request until the last of its transfers settled (its settled_at)."""
     cpu: dict[str, float]
     """CPU seconds during the load, by who spent them."""
 
@@ -153,7 +153,7 @@ class TransferRun:
 
     @property
     def completed_rate(self) -> float:
-        return self.stored / self.settle_seconds
+        return self.stored / self.settle_seconds if self.stored and self.settle_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,9 @@ def transfer_count(url: URL) -> int:
     return asyncio.run(_scalar(url, "SELECT COUNT(*) FROM transfers"))
 
 
-async def _wait_until_settled(url: URL) -> None:
+async def _wait_until_settled(url: URL) -> float:
+    """Wait until no transfer is pending; returns when the last one settled (Unix time, the
+    workers' clock: the same machine's)."""
     database = Database(url.render_as_string(hide_password=False), pool_size=1)
     deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
     try:
@@ -199,8 +201,9 @@ async def _wait_until_settled(url: URL) -> None:
                 pending = await session.scalar(
                     text("SELECT COUNT(*) FROM transfers WHERE status = 'pending'")
                 )
-            if not pending:
-                return
+                if not pending:
+                    last = await session.scalar(text("SELECT MAX(settled_at) FROM transfers"))
+                    return last.timestamp() if last is not None else time.time()
             if time.monotonic() > deadline:
                 raise BenchmarkError(f"{pending} transfers still pending after the timeout")
             await asyncio.sleep(0.02)
@@ -244,7 +247,7 @@ def run_transfers(
     stored_before = transfer_count(url)
     api, workers = [coffer.server.pid], coffer.worker_pids
     before = (tree_cpu_seconds(api), tree_cpu_seconds(workers), machine_cpu_seconds())
-    started = time.perf_counter()
+    started = time.time()
     load = run_wrk(
         f"{coffer.base_url}/",
         BENCH_DIRECTORY / ("batch.lua" if batched else "transfers.lua"),
@@ -258,8 +261,9 @@ def run_transfers(
         },
     )
     after = (tree_cpu_seconds(api), tree_cpu_seconds(workers), machine_cpu_seconds())
-    asyncio.run(_wait_until_settled(url))
-    settled = time.perf_counter()
+    # Requests wrk stopped waiting for may still be stored: let the API finish them first.
+    coffer.wait_until_idle(coffer.api_workers)
+    settled = asyncio.run(_wait_until_settled(url))
     api_cpu, worker_cpu = after[0] - before[0], after[1] - before[1]
     run = TransferRun(
         api_workers=coffer.api_workers,

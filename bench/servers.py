@@ -95,12 +95,13 @@ class _Server:
                 time.sleep(0.5)
         raise BenchmarkError(f"{self.label} did not come up within {START_TIMEOUT_SECONDS} s")
 
-    def wait_until_settled(self, expected_processes: int) -> None:
+    def wait_until_idle(self, expected_processes: int) -> None:
         """Wait until `expected_processes` serving processes exist and all are idle.
 
-        One process answering /healthz says nothing of its siblings, which may still be
-        importing on a busy machine: a run started then would measure one process, not N. An
-        importing process burns CPU; an idle, started one burns next to none.
+        At start: one process answering /healthz says nothing of its siblings, which may still
+        be importing on a busy machine, and a run started then would measure one process, not
+        N. After a run: requests the load generator gave up on may still be in flight. A busy
+        process burns CPU; an idle one next to none.
         """
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -157,7 +158,7 @@ class Coffer(_Server):
                     subprocess.Popen(command, env=self.environment, stdout=subprocess.DEVNULL)
                 )
             self.wait_until_up()
-            self.wait_until_settled(self.api_workers)
+            self.wait_until_idle(self.api_workers)
         except BaseException:
             _stop(self.processes)
             raise
