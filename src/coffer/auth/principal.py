@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import InvalidApiKey, authenticate_api_key
+from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.auth.cache import CACHE, CachedSession, forget_on_commit
 from coffer.auth.request_limits import RequestLimits
 from coffer.db import writer_for
@@ -230,23 +231,35 @@ async def _authenticate(request: Request, session: AsyncSession, *, cached: bool
     if api_key is not None:
         if authorization is not None:
             raise NotAuthenticated("Send either a Bearer token or an x-api-key, not both")
-        key = await authenticate_api_key(
+        return await authenticate_key(
             session,
             settings,
             request.app.state.api_key_rate_limiter,
             api_key.strip(),
             cached=cached,
         )
-        return Principal(
-            user_id=key.user_id,
-            role=Role(key.role),
-            permissions=frozenset(Permission(p) for p in key.permissions),
-            api_key_id=key.id,
-        )
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
     return await authenticate_access_token(session, settings, token.strip(), cached=cached)
+
+
+async def authenticate_key(
+    session: AsyncSession,
+    settings: Settings,
+    limiter: ApiKeyRateLimiter,
+    presented: str,
+    *,
+    cached: bool = True,
+) -> Principal:
+    """An API key is good while neither revoked nor expired, with only its permissions."""
+    key = await authenticate_api_key(session, settings, limiter, presented, cached=cached)
+    return Principal(
+        user_id=key.user_id,
+        role=Role(key.role),
+        permissions=frozenset(Permission(p) for p in key.permissions),
+        api_key_id=key.id,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

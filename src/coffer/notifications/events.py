@@ -20,6 +20,7 @@ field is removed or changes meaning; new fields may appear in any version.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -280,6 +281,10 @@ class StoredEvent:
             created_at=self.created_at,
             data=self.data,
         ).model_dump(mode="json")
+
+    def to_json(self) -> str:
+        """The envelope as compact JSON text (what a socket or a webhook receiver is sent)."""
+        return json.dumps(self.envelope(), separators=(",", ":"))
 
 
 def record_event(session: AsyncSession, user_id: uuid.UUID, data: EventData) -> None:
