@@ -159,7 +159,7 @@ async def _owner_of(request: Request, wallet_number: str) -> uuid.UUID:
 
 @router.post("/wallets/{wallet_number}/adjust")
 async def adjust_wallet(
-    request: Request, wallet_number: WalletNumber, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, wallet_number: WalletNumber, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     owner = await _owner_of(request, wallet_number)
     direction = form.get("direction")
@@ -188,7 +188,7 @@ async def adjust_wallet(
 
 @router.post("/wallets/{wallet_number}/freeze")
 async def freeze_wallet(
-    request: Request, wallet_number: WalletNumber, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, wallet_number: WalletNumber, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     owner = await _owner_of(request, wallet_number)
 
@@ -203,7 +203,7 @@ async def freeze_wallet(
 
 @router.post("/wallets/{wallet_number}/unfreeze")
 async def unfreeze_wallet(
-    request: Request, wallet_number: WalletNumber, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, wallet_number: WalletNumber, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     owner = await _owner_of(request, wallet_number)
 
@@ -218,7 +218,7 @@ async def unfreeze_wallet(
 
 @router.post("/users/{user_id}/activate")
 async def activate_user(
-    request: Request, user_id: UserId, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, user_id: UserId, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     async def work(session: AsyncSession, settings: Settings) -> str:
         reason = _reason(form) if form.optional("reason") else None
@@ -230,7 +230,7 @@ async def activate_user(
 
 @router.post("/users/{user_id}/deactivate")
 async def deactivate_user(
-    request: Request, user_id: UserId, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, user_id: UserId, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     async def work(session: AsyncSession, settings: Settings) -> str:
         await users.set_active(
@@ -243,7 +243,7 @@ async def deactivate_user(
 
 @router.post("/users/{user_id}/reset-2fa")
 async def reset_two_factor(
-    request: Request, user_id: UserId, admin: CurrentAdmin, form: VerifiedForm
+    request: Request, user_id: UserId, form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     async def work(session: AsyncSession, settings: Settings) -> str:
         await users.reset_two_factor_by_admin(

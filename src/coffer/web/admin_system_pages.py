@@ -100,7 +100,7 @@ async def list_dead_jobs(
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(
-    request: Request, job_id: Annotated[int, Path()], admin: CurrentAdmin, form: VerifiedForm
+    request: Request, job_id: Annotated[int, Path()], form: VerifiedForm, admin: CurrentAdmin
 ) -> Response:
     async def work(session: AsyncSession, settings: Settings) -> str:
         await retry_dead_job(session, job_id, actor=actor(admin))
