@@ -9,6 +9,7 @@ the report shows per fault window and never counts as a violation.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,12 @@ RUN_TIMEOUT_SECONDS = 1200
 """60 s of driving, plus initdb, migrations, API start and settling on a busy machine."""
 
 
-def _require_postgres_binaries() -> None:
+def _require_server_binaries() -> None:
+    """PostgreSQL's server binaries for the private cluster, redis-server for the broker."""
     try:
         find_bindir()
+        if shutil.which("redis-server") is None:
+            raise ClusterError("drop-broker needs redis-server on the PATH")
     except ClusterError as error:
         if IN_CI:
             pytest.fail(f"{error} (CI=true requires it)")
@@ -35,7 +39,7 @@ def _require_postgres_binaries() -> None:
 
 @pytest.mark.slow
 def test_bank_workload_under_every_fault_reports_zero_violations() -> None:
-    _require_postgres_binaries()
+    _require_server_binaries()
     result = subprocess.run(
         [
             COFFER,
