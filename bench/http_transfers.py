@@ -367,7 +367,7 @@ def _row(
     return (
         f"{name:<14} {mix:<8} {load_label:<17} {accepted:>10,.0f} {completed:>11,.0f} "
         f"{_ratio(completed, pgbench):>9} {load.p50_ms:>7.1f} {load.p99_ms:>7.1f} "
-        f"{load.machine_share():>7.1%} {load.errors:>6}  {cpu}"
+        f"{load.machine_share():>7.1%} {load.errors:>6} {load.timeouts:>8}  {cpu}"
     )
 
 
@@ -386,8 +386,8 @@ def print_report(config: Config, results: Results, load_average: tuple[float, fl
     print()
     header = (
         f"{'server':<14} {'mix':<8} {'load':<17} {'accepted/s':>10} {'completed/s':>11} "
-        f"{'x pgbench':>9} {'p50 ms':>7} {'p99 ms':>7} {'wrk CPU':>7} {'errors':>6}  "
-        "CPU s: wrk / server / workers / rest"
+        f"{'x pgbench':>9} {'p50 ms':>7} {'p99 ms':>7} {'wrk CPU':>7} {'errors':>6} "
+        f"{'timeouts':>8}  CPU s: wrk / server / workers / rest"
     )
     print(header)
     print("-" * len(header))

@@ -45,7 +45,10 @@ class WrkResult:
     requests: int
     """Responses received, whatever their status."""
     errors: int
-    """Responses with a status >= 400, plus connect, read, write and timeout errors."""
+    """Responses with a status >= 400, plus connect, read and write errors."""
+    timeouts: int
+    """wrk's timeout count: connections with no answer for --timeout. Paced, it also counts
+    connections still waiting for their first send slot (wrk takes their start as 0)."""
     seconds: float
     p50_ms: float
     p99_ms: float
@@ -85,12 +88,12 @@ def parse_output(output: str, cpu_seconds: float) -> WrkResult:
         raise BenchmarkError(f"unexpected wrk output:\n{output}")
     non_2xx = _NON_2XX.search(output)
     sockets = _SOCKET_ERRORS.search(output)
-    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
-        sum(int(n) for n in sockets.groups()) if sockets else 0
-    )
+    socket_errors = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + sum(socket_errors[:3])
     return WrkResult(
         requests=int(total.group(1)),
         errors=errors,
+        timeouts=socket_errors[3],
         seconds=_milliseconds(total.group(2), total.group(3)) / 1000,
         p50_ms=percentiles["50"],
         p99_ms=percentiles["99"],
