@@ -20,8 +20,10 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from coffer.app import create_app
+from coffer.db import error_chain, unavailable_reason
 from coffer.settings import Settings
 from tests.fixtures.databases import POSTGRES_SERVER_URL, _asyncpg_dsn
 from tests.fixtures.http import API, Caller
@@ -156,3 +158,33 @@ def _is_api_worker(pid: int) -> bool:
         return "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return False
+
+
+def _wrapped(cause: Exception) -> DBAPIError:
+    """A driver error as SQLAlchemy raises it: a DBAPIError whose original carries the cause."""
+    try:
+        try:
+            raise cause
+        except Exception as raised:
+            statement = "SELECT secret_hash FROM t WHERE code = $1"
+            raise DBAPIError(statement, {"code": "123456"}, raised) from raised
+    except DBAPIError as wrapped:
+        return wrapped
+
+
+def test_a_broken_protocol_state_after_a_restart_is_unavailable_not_a_bug() -> None:
+    """Found by `coffer check bank` (10-minute run): a withdrawal seconds after an immediate
+    restart was a 500 logged only as `DBAPIError`. asyncpg's client-side errors about the
+    connection itself now count as an outage (503, pool reset)."""
+    broken = _wrapped(asyncpg.exceptions.ProtocolError("unexpected message"))
+    assert unavailable_reason(broken) == "connection lost (ProtocolError)"
+    assert unavailable_reason(_wrapped(ValueError("a bug"))) is None
+
+
+def test_an_unhandled_error_is_named_by_its_causes_without_their_messages() -> None:
+    error = _wrapped(asyncpg.exceptions.UniqueViolationError("key (code)=(123456) exists"))
+    chain = error_chain(error)
+    assert chain[0] == "sqlalchemy.exc.DBAPIError"
+    assert any("UniqueViolationError (SQLSTATE 23505)" in link for link in chain)
+    assert "123456" not in " ".join(chain)
+    assert "secret_hash" not in " ".join(chain)

@@ -76,6 +76,34 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+_ASYNCPG_CONNECTION_STATE_ERRORS = frozenset(
+    {"ConnectionDoesNotExistError", "InterfaceError", "InternalClientError"}
+)
+"""asyncpg's client-side errors about the connection itself (closed, in a broken protocol
+state after its server went away: `ProtocolError` and the other `InternalClientError`s), by
+name so SQLite-only installs need not import asyncpg."""
+
+
+def _is_asyncpg_connection_state_error(cause: BaseException) -> bool:
+    return any(
+        klass.__module__.startswith("asyncpg")
+        and klass.__name__ in _ASYNCPG_CONNECTION_STATE_ERRORS
+        for klass in type(cause).__mro__
+    )
+
+
+def error_chain(error: BaseException) -> list[str]:
+    """The types along an error's cause chain, each with its SQLSTATE when it has one: what
+    failed, for a log line, without any message (messages may quote statements and their
+    parameters)."""
+    found = []
+    for cause in _causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        name = f"{type(cause).__module__}.{type(cause).__qualname__}"
+        found.append(f"{name} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else name)
+    return found
+
+
 def unavailable_reason(error: BaseException) -> str | None:
     """Why the database cannot be used right now (a restart, a refused or reset connection, a
     full pool, SQLite's lock held past the busy timeout), or None when the error is anything
@@ -93,9 +121,7 @@ def unavailable_reason(error: BaseException) -> str | None:
             return "connection pool exhausted"
         if isinstance(cause, DBAPIError) and cause.connection_invalidated:
             return f"connection lost ({type(cause.orig).__name__})"
-        if type(cause).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and (
-            type(cause).__module__.startswith("asyncpg")
-        ):
+        if _is_asyncpg_connection_state_error(cause):
             return f"connection lost ({type(cause).__name__})"
         if isinstance(cause, DBAPIError) and "database is locked" in str(cause.orig):
             return "SQLite is locked by another writer"

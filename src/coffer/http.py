@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Annotated, Any
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coffer.db import Database, unavailable_reason
+from coffer.db import Database, error_chain, unavailable_reason
 from coffer.errors import AppError, BodyRefused, envelope, status_phrase
 from coffer.kit import exact_json
 from coffer.kit.client import set_client
@@ -97,6 +99,8 @@ class RequestContextMiddleware:
                 log.error(
                     "http.unhandled_error",
                     error_type=type(error).__name__,
+                    error_chain=error_chain(error),
+                    raised_at=_raised_at(error),
                     method=scope.get("method"),
                     path=scope.get("path"),
                 )
@@ -228,3 +232,20 @@ WriteSession = Annotated[AsyncSession, Depends(get_write_session, scope="functio
 write, like the OAuth callback). Do not combine with `Session` in one route."""
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 DatabaseDependency = Annotated[Database, Depends(_database_dependency)]
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _raised_at(error: BaseException) -> str | None:
+    """Where coffer's own code last was when the error rose (file:line function): enough to
+    find the failing statement in the source, without the frames' values."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename.startswith(_PACKAGE_DIR)
+    ]
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{os.path.relpath(last.filename, _PACKAGE_DIR)}:{last.lineno} {last.name}"
