@@ -81,6 +81,8 @@ async def events_websocket(websocket: WebSocket) -> None:
     try:
         if hub.is_full():
             raise _Refused(TRY_AGAIN_LATER, "too_many_connections")
+        if not hub.is_ready:
+            raise _Refused(TRY_AGAIN_LATER, "starting")
         message = await _first_message(websocket, settings)
         principal = await _authenticate(websocket, message)
         await _stream(websocket, hub, principal, message.last_event_id)
