@@ -4,27 +4,36 @@ settles in the API process's own job runner, whose commit wakes the process's hu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from coffer.db import Database
+from coffer.identity.service import create_user
+from coffer.migrate import upgrade_to_head
 from tests.e2e.test_seed_flow import (  # the seed flow's server harness, reused
     PASSWORD,
-    _coffer,
     _login,
     _ok,
     _server,
     server_env,  # noqa: F401 - a fixture
 )
+from tests.fixtures.factories import fund
 
 WAIT_SECONDS = 45
 
 
 @pytest.fixture
 def live_env(server_env: dict[str, str]) -> dict[str, str]:  # noqa: F811 - the imported fixture
-    return server_env | {"COFFER_EVENTS_POLL_INTERVAL_SECONDS": "60"}
+    # Neither the table poll nor a heartbeat comes within the waits: an event that arrives was
+    # handed to the socket when its commit woke the hub.
+    return server_env | {
+        "COFFER_EVENTS_POLL_INTERVAL_SECONDS": "60",
+        "COFFER_WS_HEARTBEAT_INTERVAL_SECONDS": "600",
+    }
 
 
 def _event(socket: ClientConnection) -> dict[str, Any]:
@@ -34,25 +43,27 @@ def _event(socket: ClientConnection) -> dict[str, Any]:
             return message
 
 
+async def _ada_and_bob(database_url: str) -> dict[str, str]:
+    """Ada (100.00 NGN) and Bob, with passwords, made through the services (the CLI would
+    do the same, one slow process start each)."""
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            ada, bob = [
+                await create_user(
+                    session, email=email, password=PASSWORD, currency="NGN", first_name="E2E"
+                )
+                for email in ("ada@example.com", "bob@example.com")
+            ]
+            await fund(session, ada.primary_wallet, 10_000)
+        return {"ada": ada.primary_wallet.number, "bob": bob.primary_wallet.number}
+    finally:
+        await database.dispose()
+
+
 def test_an_embedded_server_streams_a_settled_transfer(live_env: dict[str, str]) -> None:
-    _coffer(live_env, "migrate")
-    wallets = {}
-    for email in ("ada@example.com", "bob@example.com"):
-        out = _coffer(
-            live_env, "users", "create", "--email", email, "--password-stdin", stdin=PASSWORD + "\n"
-        )
-        wallets[email] = out.split("wallet_number=")[1].split()[0]
-    _coffer(
-        live_env,
-        "wallets",
-        "credit",
-        "--wallet",
-        wallets["ada@example.com"],
-        "--amount",
-        "100.00",
-        "--reason",
-        "opening float",
-    )
+    upgrade_to_head(live_env["COFFER_DATABASE_URL"])
+    wallets = asyncio.run(_ada_and_bob(live_env["COFFER_DATABASE_URL"]))
     with _server(live_env) as client:
         ada = _login(client, "ada@example.com")
         ws_url = str(client.base_url.copy_with(scheme="ws")).rstrip("/") + "/ws"
@@ -69,7 +80,7 @@ def test_an_embedded_server_streams_a_settled_transfer(live_env: dict[str, str])
             accepted = _ok(
                 client.post(
                     "/wallet/transfer",
-                    json={"wallet_number": wallets["bob@example.com"], "amount": "40.00"},
+                    json={"wallet_number": wallets["bob"], "amount": "40.00"},
                     headers=ada,
                 ),
                 202,

@@ -193,7 +193,9 @@ async def _live(
 ) -> None:
     while True:
         waiter = asyncio.ensure_future(subscriber.ready.wait())
-        done, _ = await asyncio.wait({receiver, waiter}, timeout=heartbeat_seconds)
+        done, _ = await asyncio.wait(
+            {receiver, waiter}, timeout=heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
         if receiver in done:
             waiter.cancel()
             return
