@@ -92,9 +92,15 @@ def _ws_url(api_server: str) -> str:
     return api_server.replace("http://", "ws://") + f"{API}/ws"
 
 
+async def _open(url: str) -> ClientConnection:
+    # Sockets the test is not reading keep receiving heartbeats: an unbounded queue, so the
+    # client never stops reading (and misses its own keepalive pongs) while they wait.
+    return await websockets.connect(url, open_timeout=WAIT_SECONDS, max_queue=None)
+
+
 async def _connect(api_server: str, **credentials: Any) -> tuple[ClientConnection, int]:
     """An authenticated socket and the id its stream starts after."""
-    socket = await websockets.connect(_ws_url(api_server), open_timeout=WAIT_SECONDS)
+    socket = await _open(_ws_url(api_server))
     await socket.send(json.dumps({"action": "authenticate", **credentials}))
     answer = json.loads(await socket.recv(decode=True))
     assert answer["type"] == "authenticated", answer
@@ -274,7 +280,7 @@ async def test_signing_out_or_revoking_the_key_closes_the_socket(
 async def _refusal(
     api_server: str, first_message: str | None, *, query: str = ""
 ) -> tuple[int, str]:
-    socket = await websockets.connect(_ws_url(api_server) + query, open_timeout=WAIT_SECONDS)
+    socket = await _open(_ws_url(api_server) + query)
     if first_message is not None:
         await socket.send(first_message)
     with pytest.raises(websockets.ConnectionClosed) as closed:

@@ -425,6 +425,14 @@ def openapi_description() -> str:
         "`type`, `version` (of the type's data schema), `created_at`, `data`. Amounts are "
         "strings with the currency's decimals.",
         "",
+        'The websocket\'s first message authenticates: `{"action": "authenticate", '
+        '"token": "<access token>"}` or `{"action": "authenticate", "api_key": '
+        '"<key with read>"}`, optionally with `"last_event_id": N` to replay what came '
+        'after N (within the retention). It is answered `{"type": "authenticated", '
+        '"last_event_id": N}`, or closed with 4401 and the reason. Then the user\'s events, '
+        '`{"type": "heartbeat"}` when idle, and a 4401 close when the session or key '
+        "ends.",
+        "",
         "| type | version | data schema | meaning |",
         "|---|---|---|---|",
     ]

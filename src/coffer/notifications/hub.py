@@ -153,14 +153,15 @@ class EventHub:
         self.settings = settings
         self.subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self.count = 0
-        self.cursor = 0
+        self.cursor: int | None = None
+        """The newest event handed out; None until the table was first read."""
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         nudger.wake_locally(self.wake)
 
     async def start(self) -> None:
-        async with self.database.read() as session:
-            self.cursor = await newest_event_id(session)
+        """Start tailing (from the newest event: sockets replay what came before from the
+        table themselves). A database that is down at start only delays that."""
         self._tasks = [
             asyncio.create_task(self._tail_forever()),
             asyncio.create_task(self._recheck_forever()),
@@ -179,6 +180,12 @@ class EventHub:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def is_ready(self) -> bool:
+        """Whether the tail has a cursor: a socket subscribed before that could miss events
+        committed between its replay and the first read."""
+        return self.cursor is not None
+
     def is_full(self) -> bool:
         return self.count >= self.settings.ws_max_connections
 
@@ -196,6 +203,13 @@ class EventHub:
             del self.subscribers[subscriber.user_id]
 
     async def _tail_forever(self) -> None:
+        while self.cursor is None:
+            try:
+                async with self.database.read() as session:
+                    self.cursor = await newest_event_id(session)
+            except Exception as error:  # the database may be starting
+                log.warning("events.tail_failed", error=type(error).__name__)
+                await asyncio.sleep(self.settings.events_poll_interval_seconds)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -204,11 +218,11 @@ class EventHub:
             self._wake.clear()
             try:
                 await self._catch_up()
-            except Exception as error:
+            except Exception as error:  # the database went away: the next poll tries again
                 log.warning("events.tail_failed", error=type(error).__name__)
 
     async def _catch_up(self) -> None:
-        while True:
+        while self.cursor is not None:
             async with self.database.read() as session:
                 batch = await events_after(session, self.cursor, limit=READ_BATCH)
             for event in batch:
@@ -241,7 +255,7 @@ class EventHub:
             await asyncio.sleep(self.settings.ws_recheck_interval_seconds)
             try:
                 await self.recheck()
-            except Exception as error:
+            except Exception as error:  # the database went away: the next round tries again
                 log.warning("events.recheck_failed", error=type(error).__name__)
 
     async def recheck(self) -> None:

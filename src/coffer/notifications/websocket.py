@@ -81,6 +81,8 @@ async def events_websocket(websocket: WebSocket) -> None:
     try:
         if hub.is_full():
             raise _Refused(TRY_AGAIN_LATER, "too_many_connections")
+        if not hub.is_ready:
+            raise _Refused(TRY_AGAIN_LATER, "starting")
         message = await _first_message(websocket, settings)
         principal = await _authenticate(websocket, message)
         await _stream(websocket, hub, principal, message.last_event_id)
@@ -191,7 +193,9 @@ async def _live(
 ) -> None:
     while True:
         waiter = asyncio.ensure_future(subscriber.ready.wait())
-        done, _ = await asyncio.wait({receiver, waiter}, timeout=heartbeat_seconds)
+        done, _ = await asyncio.wait(
+            {receiver, waiter}, timeout=heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
         if receiver in done:
             waiter.cancel()
             return
