@@ -37,6 +37,7 @@ from coffer.logging import configure_logging
 from coffer.metrics.endpoints import MULTIPROCESS_DIRECTORY
 from coffer.migrate import upgrade_to_head
 from coffer.models import Role
+from coffer.notifications.hub import CommitNudger
 from coffer.payments import repository as payments_repository
 from coffer.payments.providers.registry import providers_for
 from coffer.payments.reconciliation import reconcile
@@ -68,6 +69,8 @@ app.add_typer(audit_app, name="audit")
 
 
 WORKER_HEALTHCHECK_TIMEOUT_SECONDS = 60
+WS_MAX_MESSAGE_BYTES = 16 * 1024
+"""Largest websocket message a client may send (the authenticate message is far smaller)."""
 
 
 @app.command()
@@ -95,6 +98,12 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # The websocket (GET /api/v1/ws): the sans-I/O implementation of `websockets` and no
+        # per-message compression, whose zlib state would cost ~100 KiB per idle socket;
+        # client messages are a small authenticate message at most.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
         # A worker still importing on a busy machine misses uvicorn's 5 s ping and is killed
         # and respawned, over and over: give startup and a loaded event loop time to answer.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_SECONDS,
@@ -117,7 +126,13 @@ def worker(
         return
 
     async def work(database: Database, settings: Settings) -> None:
-        await JobRunner(database, settings).run_forever()
+        # Wakes the API processes' websockets (through Redis) when a job commits events.
+        nudger = CommitNudger(settings.redis_url)
+        nudger.install()
+        try:
+            await JobRunner(database, settings).run_forever()
+        finally:
+            await nudger.close()
 
     _run(work)
 

@@ -11,6 +11,7 @@ from coffer.fx.endpoints import router as fx_router
 from coffer.identity.account_endpoints import me_router
 from coffer.identity.endpoints import auth_router
 from coffer.notifications.endpoints import router as notification_preferences_router
+from coffer.notifications.websocket import router as events_websocket_router
 from coffer.payments.endpoints import router as payments_router
 from coffer.payments.endpoints import webhook_router, withdraw_router
 from coffer.transfers.endpoints import router as transfers_router
@@ -36,4 +37,5 @@ def api_router() -> APIRouter:
     router.include_router(security_events_router)
     router.include_router(notification_preferences_router)
     router.include_router(webhook_endpoints_router)
+    router.include_router(events_websocket_router)
     return router

@@ -31,6 +31,7 @@ from coffer.logging import configure_logging
 from coffer.metrics.endpoints import MetricsMiddleware
 from coffer.metrics.endpoints import router as metrics_router
 from coffer.migrate import head_revision
+from coffer.notifications.hub import CommitNudger, EventHub
 from coffer.payments.providers.registry import close_providers, providers_for
 from coffer.payments.sandbox import router as sandbox_router
 from coffer.settings import Settings, WorkerMode, get_settings
@@ -67,9 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         elif settings.worker_mode is WorkerMode.EMBEDDED:
             runner_task = asyncio.create_task(JobRunner(database, settings).run_forever())
         app.state.relay = relay
+        nudger = CommitNudger(settings.redis_url)
+        hub = EventHub(database, settings, nudger)
+        nudger.install()
+        await hub.start()
+        app.state.event_hub = hub
         try:
             yield
         finally:
+            await hub.stop()
+            await nudger.close()
             if batcher is not None:
                 # Store what is waiting before the database goes away.
                 await batcher.close()

@@ -26,6 +26,7 @@ from coffer.migrate import upgrade_to_head
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/coffer"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 STOP_GRACE_SECONDS = 15
 CELERY = [sys.executable, "-m", "celery", "-A", "coffer.jobs.celery_app"]
 
@@ -132,6 +133,8 @@ def main() -> None:
         **os.environ,
         "COFFER_DATABASE_URL": os.environ.get("COFFER_DATABASE_URL", DEFAULT_DATABASE_URL),
         "COFFER_BROKER_URL": os.environ.get("COFFER_BROKER_URL", DEFAULT_BROKER_URL),
+        # Rate limits and the websockets' wake-ups across the API processes.
+        "COFFER_REDIS_URL": os.environ.get("COFFER_REDIS_URL", DEFAULT_REDIS_URL),
         "COFFER_LOG_JSON": os.environ.get("COFFER_LOG_JSON", "false"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -26,7 +26,7 @@ import pytest
 
 COFFER = str(Path(sys.executable).parent / "coffer")
 PASSWORD = "correct horse battery staple"
-START_TIMEOUT_SECONDS = 30
+START_TIMEOUT_SECONDS = 60
 
 
 def _free_port() -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, tuple_, update
@@ -112,3 +112,27 @@ async def revoke_all_owned(session: AsyncSession, user_id: uuid.UUID, now: datet
         .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+async def ended_keys(
+    session: AsyncSession, key_ids: Collection[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, str]:
+    """Of these keys, the ones no longer good, each with why (one query for all)."""
+    if not key_ids:
+        return {}
+    rows = await session.execute(
+        select(ApiKey.id, ApiKey.revoked_at, ApiKey.expires_at, User.is_active)
+        .join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.id.in_(list(key_ids)))
+    )
+    found = {row.id: row for row in rows}
+    ended: dict[uuid.UUID, str] = {}
+    for key_id in key_ids:
+        row = found.get(key_id)
+        if row is None or row.revoked_at is not None:
+            ended[key_id] = "api_key_revoked"
+        elif row.expires_at <= now:
+            ended[key_id] = "api_key_expired"
+        elif not row.is_active:
+            ended[key_id] = "account_inactive"
+    return ended

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.apikeys.authenticator import InvalidApiKey, authenticate_api_key
+from coffer.apikeys.ratelimit import ApiKeyRateLimiter
 from coffer.auth.request_limits import RequestLimits
 from coffer.db import writer_for
 from coffer.errors import AppError, RecordedRefusal
@@ -171,19 +172,26 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     if api_key is not None:
         if authorization is not None:
             raise NotAuthenticated("Send either a Bearer token or an x-api-key, not both")
-        key = await authenticate_api_key(
+        return await authenticate_key(
             session, settings, request.app.state.api_key_rate_limiter, api_key.strip()
-        )
-        return Principal(
-            user_id=key.user_id,
-            role=Role(key.role),
-            permissions=frozenset(Permission(p) for p in key.permissions),
-            api_key_id=key.id,
         )
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
     return await authenticate_access_token(session, settings, token.strip())
+
+
+async def authenticate_key(
+    session: AsyncSession, settings: Settings, limiter: ApiKeyRateLimiter, presented: str
+) -> Principal:
+    """An API key is good while neither revoked nor expired, with only its permissions."""
+    key = await authenticate_api_key(session, settings, limiter, presented)
+    return Principal(
+        user_id=key.user_id,
+        role=Role(key.role),
+        permissions=frozenset(Permission(p) for p in key.permissions),
+        api_key_id=key.id,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

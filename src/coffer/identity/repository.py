@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coffer.models import OneTimeCode, User, UserIdentity
+from coffer.models import AuthSession, OneTimeCode, User, UserIdentity
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
@@ -56,3 +58,34 @@ async def release_phone(session: AsyncSession, phone: str, *, keep: uuid.UUID) -
         holder.phone = None
     await session.flush()
     return holders
+
+
+async def ended_sessions(
+    session: AsyncSession, session_ids: Collection[uuid.UUID], now: datetime, idle: timedelta
+) -> dict[uuid.UUID, str]:
+    """Of these sign-in sessions, the ones no longer good, each with why (one query for all:
+    the websocket re-checks every open socket's credential at once)."""
+    if not session_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            AuthSession.id,
+            AuthSession.revoked_at,
+            AuthSession.expires_at,
+            AuthSession.last_seen_at,
+            User.is_active,
+        )
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id.in_(list(session_ids)))
+    )
+    found = {row.id: row for row in rows}
+    ended: dict[uuid.UUID, str] = {}
+    for session_id in session_ids:
+        row = found.get(session_id)
+        if row is None or row.revoked_at is not None:
+            ended[session_id] = "session_revoked"
+        elif row.expires_at <= now or now - row.last_seen_at > idle:
+            ended[session_id] = "session_expired"
+        elif not row.is_active:
+            ended[session_id] = "account_inactive"
+    return ended

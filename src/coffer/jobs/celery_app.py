@@ -27,6 +27,7 @@ from coffer.jobs.outbox import enqueue
 from coffer.jobs.relay import Relay
 from coffer.kit.clock import set_offset
 from coffer.logging import configure_logging
+from coffer.notifications.hub import CommitNudger
 from coffer.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -95,6 +96,8 @@ class WorkerProcess:
     loop: asyncio.AbstractEventLoop
     database: Database
     relay: Relay
+    nudger: CommitNudger
+    """Wakes the API processes' websockets after a job commits events."""
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run job code, then let any publish its commits started finish."""
@@ -104,6 +107,7 @@ class WorkerProcess:
                 return await work
             finally:
                 await self.relay.idle()
+                await self.nudger.idle()
 
         return self.loop.run_until_complete(then_publish())
 
@@ -124,7 +128,9 @@ def worker_process() -> WorkerProcess:
         database = Database(settings.database_url, pool_size=settings.database_pool_size)
         relay = Relay(database, settings, app)
         database.jobs_committed_listeners.append(relay.wake)
-        _process = WorkerProcess(settings, loop, database, relay)
+        nudger = CommitNudger(settings.redis_url)
+        nudger.install()
+        _process = WorkerProcess(settings, loop, database, relay, nudger)
     return _process
 
 

@@ -20,6 +20,7 @@ field is removed or changes meaning; new fields may appear in any version.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -281,6 +282,10 @@ class StoredEvent:
             data=self.data,
         ).model_dump(mode="json")
 
+    def to_json(self) -> str:
+        """The envelope as compact JSON text (what a socket or a webhook receiver is sent)."""
+        return json.dumps(self.envelope(), separators=(",", ":"))
+
 
 def record_event(session: AsyncSession, user_id: uuid.UUID, data: EventData) -> None:
     """Announce `data` to `user_id` when (and only if) the caller's transaction commits."""
@@ -419,6 +424,14 @@ def openapi_description() -> str:
         "envelope `EventEnvelope`: `id` (increasing in commit order; the resume cursor), "
         "`type`, `version` (of the type's data schema), `created_at`, `data`. Amounts are "
         "strings with the currency's decimals.",
+        "",
+        'The websocket\'s first message authenticates: `{"action": "authenticate", '
+        '"token": "<access token>"}` or `{"action": "authenticate", "api_key": '
+        '"<key with read>"}`, optionally with `"last_event_id": N` to replay what came '
+        'after N (within the retention). It is answered `{"type": "authenticated", '
+        '"last_event_id": N}`, or closed with 4401 and the reason. Then the user\'s events, '
+        '`{"type": "heartbeat"}` when idle, and a 4401 close when the session or key '
+        "ends.",
         "",
         "| type | version | data schema | meaning |",
         "|---|---|---|---|",
