@@ -3,12 +3,14 @@ the catalogue, the secret shown once (never replayed, never listed), idempotent 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from coffer.kit.pagination import encode_cursor
 from coffer.webhooks.service import MAX_ENDPOINTS_PER_USER
 from tests.fixtures.http import API, Caller, key_headers
 from tests.webhooks.conftest import CreateEndpoint, Receiver
@@ -163,3 +165,9 @@ async def test_a_user_has_a_bounded_number_of_endpoints(
     page = await client.get(f"{API}/webhook-endpoints", params={"limit": 4}, headers=caller.headers)
     assert len(page.json()["data"]["endpoints"]) == 4
     assert page.json()["data"]["next_cursor"] is not None
+    naive = encode_cursor("2026-12-01T00:00:00", str(uuid.uuid4()))
+    refused = await client.get(
+        f"{API}/webhook-endpoints", params={"cursor": naive}, headers=caller.headers
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "invalid_cursor"

@@ -15,7 +15,11 @@ from tests.fixtures.http import Caller
 from tests.webhooks.conftest import CreateEndpoint, Credit, Receiver, RunJobs
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-[PYTHON_HELPER] = re.findall(r"```python\n(.*?def verify_webhook.*?)```", README, re.DOTALL)
+[PYTHON_HELPER] = [
+    block
+    for block in re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+    if "def verify_webhook" in block
+]
 [OPENSSL_BLOCK] = [
     block for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL) if "openssl" in block
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from coffer.auth.principal import Permission
 from coffer.db import violates
 from coffer.errors import AppError
 from coffer.kit.clock import add_months, utcnow
-from coffer.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
+from coffer.kit.pagination import decode_moment_cursor, encode_cursor
 from coffer.models import ApiKey
 from coffer.settings import Settings
 
@@ -208,16 +208,7 @@ async def list_keys(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[ApiKey], str | None]:
     """A page of the user's keys, newest first, and the cursor of the next page (if any)."""
-    before = None
-    if cursor is not None:
-        created_at, key_id = decode_cursor(cursor, str, str)
-        try:
-            moment = datetime.fromisoformat(created_at)
-            if moment.tzinfo is None:
-                raise InvalidCursor()
-            before = (moment.astimezone(UTC), uuid.UUID(key_id))
-        except (ValueError, OverflowError) as exc:
-            raise InvalidCursor() from exc
+    before = decode_moment_cursor(cursor) if cursor is not None else None
     keys = await repository.list_owned(session, user_id, limit=limit + 1, before=before)
     if len(keys) <= limit:
         return keys, None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from coffer.errors import AppError
@@ -42,3 +44,16 @@ def decode_cursor(cursor: str, *types: type[str] | type[int]) -> tuple[Any, ...]
     ):
         raise InvalidCursor()
     return tuple(position)
+
+
+def decode_moment_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """A `(created_at, id)` position, as `encode_cursor(created_at.isoformat(), str(id))` wrote
+    it: an aware time (a naive one could not be compared with stored UTC times) and a UUID."""
+    created_at, row_id = decode_cursor(cursor, str, str)
+    try:
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise InvalidCursor()
+        return moment.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidCursor() from exc

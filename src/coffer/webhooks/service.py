@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coffer.errors import AppError
 from coffer.kit.clock import utcnow
 from coffer.kit.crypto import current_key_id, seal, unseal
-from coffer.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
+from coffer.kit.pagination import decode_moment_cursor, encode_cursor
 from coffer.models import WebhookEndpoint
 from coffer.notifications.events import EventType
 from coffer.settings import Settings
@@ -128,13 +128,7 @@ async def list_endpoints(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[WebhookEndpoint], str | None]:
     """A page of the user's endpoints, newest first, and the next page's cursor (if any)."""
-    before = None
-    if cursor is not None:
-        created_at, endpoint_id = decode_cursor(cursor, str, str)
-        try:
-            before = (datetime.fromisoformat(created_at), uuid.UUID(endpoint_id))
-        except ValueError as exc:
-            raise InvalidCursor() from exc
+    before = decode_moment_cursor(cursor) if cursor is not None else None
     endpoints = await repository.list_owned(session, user_id, limit=limit + 1, before=before)
     if len(endpoints) <= limit:
         return endpoints, None
