@@ -36,7 +36,6 @@ MESSAGES: dict[str, str] = {
     "idempotency_key_in_use": "This request is still being processed. Wait a moment.",
     "rate_limited": "Too many attempts. Wait a little and try again.",
     "user_deposits_disabled": "Deposits are turned off on this service.",
-    "validation_error": "Some fields are not valid. Check them and try again.",
     "not_found": "There is nothing here.",
     "fx_rate_stale": "Exchange rates are out of date right now; try again later.",
     "quote_expired": "The exchange rate quote expired. Review the new rate.",
