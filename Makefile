@@ -17,7 +17,8 @@ COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11
 .PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks bench-scaled clean
 
 help:
-	@echo "make run    start the API with the embedded worker on http://127.0.0.1:8000 (SQLite)"
+	@echo "make run    start the API and the web app (/app/) with the embedded worker on"
+	@echo "           http://127.0.0.1:8000 (SQLite)"
 	@echo "make run-scaled  PostgreSQL + Redis: migrate, 2 API processes on :8000, 2 Celery"
 	@echo "                 workers, beat, Flower on :5555 (URLs from COFFER_DATABASE_URL and"
 	@echo "                 COFFER_BROKER_URL, localhost defaults); Ctrl-C stops all"
@@ -36,6 +37,7 @@ $(SYNCED): requirements/dev.lock pyproject.toml | $(UV)
 	@touch $@
 
 run: $(SYNCED)
+	@echo "coffer: the web app is at http://127.0.0.1:8000/app/ (API under /api/v1, docs at /docs)"
 	$(BIN)/coffer serve --host 127.0.0.1 --port 8000
 
 run-scaled: $(SYNCED)

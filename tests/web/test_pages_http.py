@@ -120,3 +120,33 @@ async def test_a_bad_amount_is_shown_on_the_form(web: Browserless, amount: str) 
     )
     assert answer.status_code in (404, 422)
     assert "Not done:" in answer.text
+
+
+async def test_history_pages_by_keyset_filters_and_exports_csv(web: Browserless) -> None:
+    email = await web.sign_up()
+    database: Database = web.api.app.state.database
+    async with database.transaction() as session:
+        user = await repository.get_by_email(session, email)
+        assert user is not None
+        wallet = await wallets.primary_wallet(session, user.id)
+        for minor in range(101, 131):
+            await fund(session, wallet, minor)
+    await web.sign_in(email)
+    first = await web.client.get("/app/history")
+    assert first.text.count("<tr>") == 25 + 1  # the header row and a page of 25
+    assert "+1.30 NGN" in first.text  # newest first
+    older = re.search(r'href="(/app/history\?[^"]+)" rel="next"', first.text)
+    assert older is not None
+    second = await web.client.get(older.group(1).replace("&amp;", "&"))
+    assert second.text.count("<tr>") == 5 + 1
+    assert "+1.01 NGN" in second.text
+    assert 'rel="next"' not in second.text
+    none = await web.client.get("/app/history", params={"type": "deposit"})
+    assert "No transactions yet." in none.text
+    exported = await web.client.get("/app/history.csv", params={"type": "adjustment"})
+    lines = exported.text.strip().splitlines()
+    assert len(lines) == 31
+    assert lines[1].split(",")[1:5] == ["adjustment", "success", "1.30", "NGN"]
+    refused = await web.client.get("/app/history", params={"since": "yesterday"})
+    assert refused.status_code == 422
+    assert "Dates look like 2026-12-31." in refused.text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
 
 from coffer.identity.tokens import decode_token
+from tests.fixtures.identity import PASSWORD
 from tests.web.conftest import Browserless
 from tests.web.forms import csrf_token
 
@@ -53,7 +55,7 @@ async def test_cookies_are_httponly_lax_and_secure_only_over_tls(web: Browserles
             data={
                 "csrf_token": csrf_token(first),
                 "identifier": email,
-                "password": "plum-orchard-ledger-42",
+                "password": PASSWORD,
             },
         )
         assert over_tls.status_code == 303
@@ -138,3 +140,30 @@ async def test_an_idle_session_signs_out_with_a_notice(
     shift_clock(timedelta(0))
     again = await web.client.get("/app/")
     assert again.status_code == 303
+
+
+async def test_revoking_a_session_on_the_security_page_signs_that_browser_out(
+    web: Browserless,
+) -> None:
+    email = await web.sign_up()
+    await web.sign_in(email)
+    laptop = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=web.api.app), base_url="http://testserver"
+    )
+    async with laptop:
+        page = await laptop.get("/app/sign-in")
+        signed_in = await laptop.post(
+            "/app/sign-in",
+            data={"csrf_token": csrf_token(page), "identifier": email, "password": PASSWORD},
+        )
+        assert signed_in.status_code == 303
+        assert (await laptop.get("/app/")).status_code == 200
+        security = await web.client.get("/app/security")
+        revoke = re.findall(r'action="(/app/security/sessions/[0-9a-f-]+/revoke)"', security.text)
+        assert len(revoke) == 1, "the other session has a revoke button, this one does not"
+        done = await web.client.post(revoke[0], data={"csrf_token": csrf_token(security)})
+        assert done.status_code == 303
+        ended = await laptop.get("/app/")
+        assert ended.status_code == 303
+        assert ended.headers["location"].startswith("/app/sign-in?notice=expired")
+    assert (await web.client.get("/app/")).status_code == 200

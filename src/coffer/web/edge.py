@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from coffer.errors import AppError, status_phrase
 from coffer.settings import Settings
 from coffer.web import csrf
-from coffer.web.forms import Form, read_form
+from coffer.web.forms import Form, FormInvalid, read_form
 from coffer.web.messages import error_message, message_for
 from coffer.web.rendering import render
 from coffer.web.session import SignInRequired, StepUpRedirect, end_web_session, sign_in_url
@@ -104,7 +104,7 @@ def install_error_pages(app: FastAPI) -> None:
     async def validation_error(request: Request, error: Exception) -> Response:
         if not _is_web(request):
             return await _delegate(api_handlers[RequestValidationError], request, error)
-        return _error_page(request, 422, "Not valid", message_for("validation_error", ""))
+        return _error_page(request, 422, "Not valid", FormInvalid.default_message)
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

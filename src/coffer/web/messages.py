@@ -7,7 +7,6 @@ the ones whose own message speaks to API clients (routes, fields) or can be said
 from __future__ import annotations
 
 from coffer.errors import AppError
-from coffer.web.forms import FormInvalid
 
 MESSAGES: dict[str, str] = {
     "invalid_credentials": "That email or phone number and password do not match an account.",
@@ -36,7 +35,6 @@ MESSAGES: dict[str, str] = {
     "idempotency_key_in_use": "This request is still being processed. Wait a moment.",
     "rate_limited": "Too many attempts. Wait a little and try again.",
     "user_deposits_disabled": "Deposits are turned off on this service.",
-    "validation_error": "Some fields are not valid. Check them and try again.",
     "not_found": "There is nothing here.",
     "fx_rate_stale": "Exchange rates are out of date right now; try again later.",
     "quote_expired": "The exchange rate quote expired. Review the new rate.",
@@ -48,6 +46,4 @@ def message_for(code: str, fallback: str) -> str:
 
 
 def error_message(error: AppError) -> str:
-    if isinstance(error, FormInvalid):
-        return error.message  # written for the form's reader: it names the fields to check
     return message_for(error.code, error.message)
