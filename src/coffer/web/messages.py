@@ -7,7 +7,6 @@ the ones whose own message speaks to API clients (routes, fields) or can be said
 from __future__ import annotations
 
 from coffer.errors import AppError
-from coffer.web.forms import FormInvalid
 
 MESSAGES: dict[str, str] = {
     "invalid_credentials": "That email or phone number and password do not match an account.",
@@ -47,6 +46,4 @@ def message_for(code: str, fallback: str) -> str:
 
 
 def error_message(error: AppError) -> str:
-    if isinstance(error, FormInvalid):
-        return error.message  # written for the form's reader: it names the fields to check
     return message_for(error.code, error.message)
