@@ -71,9 +71,9 @@ async def claim_periods(
     dialect_insert = postgresql.insert if is_postgres(session) else sqlite.insert
     claimed = await session.execute(
         dialect_insert(_fees)
-        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["wallet_id", "period"])
-        .returning(_fees.c.wallet_id, _fees.c.period)
+        .returning(_fees.c.wallet_id, _fees.c.period),
+        list(rows),
     )
     return {(row.wallet_id, row.period) for row in claimed}
 

@@ -24,8 +24,6 @@ _wallets = Base.metadata.tables[Wallet.__tablename__]
 
 EVENTS_LOCK_KEY = 0x636F_6666_6572
 """PostgreSQL advisory lock that orders event ids by commit ("coffer")."""
-INSERT_CHUNK_ROWS = 500
-"""Event rows per INSERT: SQLite allows 32,766 bound parameters per statement."""
 
 
 async def recipients(
@@ -50,9 +48,9 @@ async def claim_dedupe_keys(session: AsyncSession, keys: Collection[str]) -> set
     now = utcnow()
     inserted = await session.execute(
         dialect_insert(_sent)
-        .values([{"dedupe_key": key, "created_at": now} for key in keys])
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(_sent.c.dedupe_key)
+        .returning(_sent.c.dedupe_key),
+        [{"dedupe_key": key, "created_at": now} for key in keys],
     )
     return set(inserted.scalars())
 
@@ -87,8 +85,9 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     the commit (synchronous: it runs inside a commit, as the transaction's last statements)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK_KEY})
-    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-        session.execute(insert(_events).values(list(rows[start : start + INSERT_CHUNK_ROWS])))
+    # executemany form: one cached statement, which SQLAlchemy sends as multi-row INSERTs in
+    # row order ("insertmanyvalues"), so ids still follow the list.
+    session.execute(insert(_events), list(rows))
 
 
 _EVENT_COLUMNS = (

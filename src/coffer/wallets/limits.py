@@ -1,14 +1,14 @@
 """Daily limits per user, per currency, per kind (transfers, withdrawals).
 
-A request consumes its amount when it is accepted, with one conditional upsert per usage row
-(`used + amount <= limit`): the database decides under the row's lock, so two concurrent
-requests can never both squeeze under the limit. A request that later fails gives its amount
-back. The limits are written in COFFER_LIMITS_CURRENCY and converted to the wallet's currency
-at the current rate (rounded down); a day starts at midnight in COFFER_LIMITS_TIMEZONE.
+A request consumes its amount when it is accepted, decided under the usage row's lock
+(`used + amount <= limit`), so two concurrent requests can never both squeeze under the
+limit. A request that later fails gives its amount back. The limits are written in
+COFFER_LIMITS_CURRENCY and converted to the wallet's currency at the current rate (rounded
+down); a day starts at midnight in COFFER_LIMITS_TIMEZONE.
 
-The queries live here rather than in the wallets repository: the conditional upsert is the
-rule itself. Usage rows are locked in one global order (user, kind, currency, day), so
-concurrent batches queue instead of deadlocking.
+The queries live here rather than in the wallets repository: the locking is the rule itself.
+Usage rows are locked in one global order (user, kind, currency, day), so concurrent batches
+queue instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, literal, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.errors import AppError
@@ -101,83 +101,88 @@ def exceeded(claim: LimitClaim, limit_minor: int) -> DailyLimitExceeded:
 async def consume(session: AsyncSession, claims: Sequence[tuple[LimitClaim, int]]) -> list[bool]:
     """Consume each (claim, limit in minor units) in order; True where it fit under its limit.
 
-    Claims of one usage row are applied in the order given, so the earliest requests win.
+    Two statements whatever the number of claims: lock every usage row involved (creating it
+    at zero) and read what it holds, then write each row's new total. Between the two the
+    rows are locked (SQLite: the writer lock), so deciding here in order, earliest request
+    first, is as safe as deciding in the database, and a batch of 1,000 transfers from one
+    sender costs two statements, not 1,000.
     """
     claims = await limit_overrides.apply(session, claims)
-    granted = [False] * len(claims)
-    # Round r applies the r-th claim of every usage row: within a statement each row is
-    # touched once (PostgreSQL refuses an upsert that hits one row twice).
-    rounds: list[list[int]] = []
-    seen: dict[tuple[uuid.UUID, str, str, date], int] = defaultdict(int)
+    by_row: dict[tuple[uuid.UUID, str, str, date], list[int]] = defaultdict(list)
     for index, (claim, _) in enumerate(claims):
-        round_number = seen[claim.key]
-        seen[claim.key] += 1
-        if round_number == len(rounds):
-            rounds.append([])
-        rounds[round_number].append(index)
-    for members in rounds:
-        ordered = sorted(members, key=lambda i: claims[i][0].key)
-        applied = await _upsert(session, [claims[i] for i in ordered])
-        for index in ordered:
-            granted[index] = claims[index][0].key in applied
+        by_row[claim.key].append(index)
+    if not by_row:
+        return []
+    used = await _lock_rows(session, [claims[indices[0]] for indices in by_row.values()])
+    granted = [False] * len(claims)
+    totals: dict[tuple[uuid.UUID, str, str, date], tuple[int, int]] = {}
+    for key, indices in by_row.items():
+        total = used[key]
+        for index in indices:
+            claim, limit_minor = claims[index]
+            if total + claim.amount_minor <= limit_minor:
+                total += claim.amount_minor
+                granted[index] = True
+                totals[key] = (total, limit_minor)
+    await _store_totals(session, totals)
     return granted
 
 
-async def _upsert(
+_ROW_KEY = ("user_id", "kind", "currency", "day")
+
+
+async def _lock_rows(
     session: AsyncSession, claims: Sequence[tuple[LimitClaim, int]]
-) -> set[tuple[uuid.UUID, str, str, date]]:
-    """Add each claim to its row where `used + amount <= limit`; returns the rows that took it."""
-    if is_postgres(session):
-        rows = await session.execute(
-            text(
-                "INSERT INTO daily_limit_usage AS u "
-                "(user_id, kind, currency, day, used_minor, limit_minor) "
-                "SELECT v.user_id, v.kind, v.currency, v.day, v.amount, v.lim FROM unnest("
-                "CAST(:user_ids AS UUID[]), CAST(:kinds AS TEXT[]), CAST(:currencies AS TEXT[]), "
-                "CAST(:days AS DATE[]), CAST(:amounts AS BIGINT[]), CAST(:limits AS BIGINT[])"
-                ") AS v(user_id, kind, currency, day, amount, lim) WHERE v.amount <= v.lim "
-                "ON CONFLICT (user_id, kind, currency, day) DO UPDATE SET "
-                "used_minor = u.used_minor + EXCLUDED.used_minor, "
-                "limit_minor = EXCLUDED.limit_minor "
-                "WHERE u.used_minor + EXCLUDED.used_minor <= EXCLUDED.limit_minor "
-                "RETURNING u.user_id, u.kind, u.currency, u.day"
-            ),
+) -> dict[tuple[uuid.UUID, str, str, date], int]:
+    """Lock each claim's usage row, in the global order, creating it at zero; what each holds.
+
+    The conflict branch rewrites nothing (a new limit is written only with a consumption,
+    which keeps `used <= limit`), but taking it locks the row.
+    """
+    dialect_insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    statement = dialect_insert(_usage)
+    rows = await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(_ROW_KEY), set_={"used_minor": _usage.c.used_minor}
+        ).returning(*(_usage.c[name] for name in _ROW_KEY), _usage.c.used_minor),
+        [
             {
-                "user_ids": [c.user_id for c, _ in claims],
-                "kinds": [c.kind.value for c, _ in claims],
-                "currencies": [c.currency for c, _ in claims],
-                "days": [c.day for c, _ in claims],
-                "amounts": [c.amount_minor for c, _ in claims],
-                "limits": [limit for _, limit in claims],
-            },
-        )
-        # asyncpg returns its own UUID type: normalise, so keys compare with the claims'.
-        return {(uuid.UUID(str(r.user_id)), r.kind, r.currency, r.day) for r in rows}
-    # SQLite runs one writer at a time (BEGIN IMMEDIATE): a statement per claim costs no lock.
-    applied = set()
-    for claim, limit_minor in claims:
-        values = select(
-            literal(claim.user_id, _usage.c.user_id.type),
-            literal(claim.kind.value, _usage.c.kind.type),
-            literal(claim.currency, _usage.c.currency.type),
-            literal(claim.day, _usage.c.day.type),
-            literal(claim.amount_minor, _usage.c.used_minor.type),
-            literal(limit_minor, _usage.c.limit_minor.type),
-        ).where(literal(claim.amount_minor) <= literal(limit_minor))
-        insert = sqlite.insert(_usage).from_select(
-            ["user_id", "kind", "currency", "day", "used_minor", "limit_minor"], values
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=["user_id", "kind", "currency", "day"],
-            set_={
-                "used_minor": _usage.c.used_minor + insert.excluded.used_minor,
-                "limit_minor": insert.excluded.limit_minor,
-            },
-            where=_usage.c.used_minor + insert.excluded.used_minor <= insert.excluded.limit_minor,
-        ).returning(_usage.c.used_minor)
-        if (await session.execute(statement)).first() is not None:
-            applied.add(claim.key)
-    return applied
+                "user_id": claim.user_id,
+                "kind": claim.kind.value,
+                "currency": claim.currency,
+                "day": claim.day,
+                "used_minor": 0,
+                "limit_minor": limit_minor,
+            }
+            for claim, limit_minor in sorted(claims, key=lambda pair: pair[0].key)
+        ],
+    )
+    # asyncpg returns its own UUID type: normalise, so keys compare with the claims'.
+    return {(uuid.UUID(str(r.user_id)), r.kind, r.currency, r.day): r.used_minor for r in rows}
+
+
+async def _store_totals(
+    session: AsyncSession, totals: dict[tuple[uuid.UUID, str, str, date], tuple[int, int]]
+) -> None:
+    """Write each locked row's new total and the limit it was checked against."""
+    if not totals:
+        return
+    await session.execute(
+        update(_usage)
+        .where(*(_usage.c[name] == bindparam(f"k_{name}") for name in _ROW_KEY))
+        .values(used_minor=bindparam("k_used"), limit_minor=bindparam("k_limit")),
+        [
+            {
+                "k_user_id": user_id,
+                "k_kind": kind,
+                "k_currency": currency,
+                "k_day": day,
+                "k_used": used,
+                "k_limit": limit_minor,
+            }
+            for (user_id, kind, currency, day), (used, limit_minor) in sorted(totals.items())
+        ],
+    )
 
 
 async def release(session: AsyncSession, claims: Sequence[LimitClaim]) -> None:
