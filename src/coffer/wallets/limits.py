@@ -38,6 +38,10 @@ from coffer.wallets import limit_overrides
 _usage = Base.metadata.tables[DailyLimitUsage.__tablename__]
 
 
+UsageKey = tuple[uuid.UUID, str, str, date]
+"""A usage row's key: (user, kind, currency, day), also the order rows are locked in."""
+
+
 class LimitKind(StrEnum):
     TRANSFER = "transfer"
     WITHDRAWAL = "withdrawal"
@@ -58,7 +62,7 @@ class LimitClaim:
     amount_minor: int
 
     @property
-    def key(self) -> tuple[uuid.UUID, str, str, date]:
+    def key(self) -> UsageKey:
         return (self.user_id, self.kind.value, self.currency, self.day)
 
 
@@ -108,14 +112,14 @@ async def consume(session: AsyncSession, claims: Sequence[tuple[LimitClaim, int]
     sender costs two statements, not 1,000.
     """
     claims = await limit_overrides.apply(session, claims)
-    by_row: dict[tuple[uuid.UUID, str, str, date], list[int]] = defaultdict(list)
+    by_row: dict[UsageKey, list[int]] = defaultdict(list)
     for index, (claim, _) in enumerate(claims):
         by_row[claim.key].append(index)
     if not by_row:
         return []
     used = await _lock_rows(session, [claims[indices[0]] for indices in by_row.values()])
     granted = [False] * len(claims)
-    totals: dict[tuple[uuid.UUID, str, str, date], tuple[int, int]] = {}
+    totals: dict[UsageKey, tuple[int, int]] = {}
     for key, indices in by_row.items():
         total = used[key]
         for index in indices:
@@ -133,7 +137,7 @@ _ROW_KEY = ("user_id", "kind", "currency", "day")
 
 async def _lock_rows(
     session: AsyncSession, claims: Sequence[tuple[LimitClaim, int]]
-) -> dict[tuple[uuid.UUID, str, str, date], int]:
+) -> dict[UsageKey, int]:
     """Lock each claim's usage row, in the global order, creating it at zero; what each holds.
 
     The conflict branch rewrites nothing (a new limit is written only with a consumption,
@@ -161,9 +165,7 @@ async def _lock_rows(
     return {(uuid.UUID(str(r.user_id)), r.kind, r.currency, r.day): r.used_minor for r in rows}
 
 
-async def _store_totals(
-    session: AsyncSession, totals: dict[tuple[uuid.UUID, str, str, date], tuple[int, int]]
-) -> None:
+async def _store_totals(session: AsyncSession, totals: dict[UsageKey, tuple[int, int]]) -> None:
     """Write each locked row's new total and the limit it was checked against."""
     if not totals:
         return
@@ -187,7 +189,7 @@ async def _store_totals(
 
 async def release(session: AsyncSession, claims: Sequence[LimitClaim]) -> None:
     """Give back what failed requests consumed (never below zero), one statement per row."""
-    totals: dict[tuple[uuid.UUID, str, str, date], int] = defaultdict(int)
+    totals: dict[UsageKey, int] = defaultdict(int)
     for claim in claims:
         totals[claim.key] += claim.amount_minor
     if not totals:
