@@ -11,7 +11,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
 SYNCED := $(VENV)/.synced
 # Tests run in parallel processes, each with databases of its own (tests/fixtures/databases.py);
 # most tests wait on PostgreSQL's fsync or a subprocess, so three workers beat two cores' worth.
-PYTEST_ARGS ?= -n 3
+# The slowest tests are listed at the end: where CI's minutes go, in CI's own output.
+PYTEST_ARGS ?= -n 3 --durations=25
 COMPILE := $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet
 
 .PHONY: help run run-scaled test lint fmt typecheck lock migrate worker bench bench-http bench-webhooks bench-scaled clean

@@ -128,10 +128,10 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-async def _app_error(_: Request, error: Exception) -> JSONResponse:
+async def _app_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AppError)  # noqa: S101 - registered for AppError only
     if error.http_status >= 500:
-        log.error("http.app_error", code=error.code)
+        log.error("http.app_error", code=error.code, method=request.method, path=request.url.path)
     return error_response(error.http_status, error.code, error.message, error.details)
 
 

@@ -3,11 +3,15 @@ the judge flags what it must (money made from nothing, a key applied twice, a lo
 
 from __future__ import annotations
 
+import json
 import random
+from collections import Counter
+from pathlib import Path
 
 from coffer.check import FAULTS
 from coffer.check.client import Attempt, AttemptResult, Intent
 from coffer.check.faults import plan
+from coffer.check.logs import unhandled_errors
 from coffer.check.observe import DepositRow, Observation, TransferRow, WithdrawalRow
 from coffer.check.system import Holder
 from coffer.check.verdict import judge
@@ -213,4 +217,41 @@ def test_a_withdrawal_ending_against_its_rule_or_a_deposit_against_its_payer_is_
     verdict = judge(_payments_recorder(), WITH_DESTINATIONS, seen, {})
     assert verdict.outcome_mismatches == 2
     assert verdict.money_delta == {"NGN": 0}
+    assert not verdict.ok
+
+
+def test_an_unhandled_error_in_the_logs_is_a_violation_named_by_route_and_cause(
+    tmp_path: Path,
+) -> None:
+    unhandled = {
+        "event": "http.unhandled_error",
+        "error_type": "PendingRollbackError",
+        "error_chain": ["sqlalchemy.exc.PendingRollbackError"],
+        "raised_at": "transfers/batcher.py:120 _create",
+        "method": "POST",
+        "path": "/api/v1/wallet/transfer",
+    }
+    outage = {"event": "http.database_unavailable", "reason": "ConnectionRefusedError"}
+    retry_later = {"event": "http.app_error", "code": "service_unavailable"}
+    invariant = {"event": "http.app_error", "code": "ledger_invariant_error"}
+    lines = (unhandled, outage, retry_later, invariant, unhandled)
+    (tmp_path / "serve.log").write_text(
+        "INFO:     started\n" + "\n".join(json.dumps(r) for r in lines)
+    )
+    (tmp_path / "worker-0.log").write_text('{"event": "jobs.retry_scheduled"}\n{not json\n')
+
+    found = unhandled_errors(tmp_path)
+
+    assert found == Counter(
+        {
+            "serve.log: POST /api/v1/wallet/transfer: sqlalchemy.exc.PendingRollbackError"
+            " (at transfers/batcher.py:120 _create)": 2,
+            "serve.log: ?: http.app_error ledger_invariant_error": 1,
+        }
+    )
+    recorder = Recorder()
+    recorder.add(_accepted("k1", "T1"))
+    verdict = judge(recorder, HOLDERS, _observed([_row("k1", "T1")], (99_000, 101_000)), {})
+    verdict.unhandled_errors = found
+    assert verdict.violations["unhandled errors in the process logs"] == 3
     assert not verdict.ok

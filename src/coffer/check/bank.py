@@ -27,6 +27,7 @@ from coffer.check.broker import Broker
 from coffer.check.client import Intent, sign_in
 from coffer.check.cluster import Cluster, ClusterError
 from coffer.check.faults import Injector, PlannedFault
+from coffer.check.logs import unhandled_errors
 from coffer.check.observe import (
     Observation,
     Row,
@@ -145,6 +146,7 @@ async def _exercise(
     )
     verdict = judge(recorder, holders, seen, statuses)
     confirm_replays(verdict, replays, statuses)
+    verdict.unhandled_errors = unhandled_errors(coffer.logs)
     print_report(
         config,
         len(schedule),

@@ -72,6 +72,10 @@ def print_report(
         print(f"       money created or destroyed, {currency:<25} {delta}")
     for failure in verdict.ledger_failures:
         print(f"       ledger: {failure}")
+    for answer, count in sorted(verdict.server_errors.items()):
+        print(f"       {count} x {answer}")
+    for error, count in sorted(verdict.unhandled_errors.items()):
+        print(f"       {count} x {error}")
     print()
     print("reported (not violations):")
     print(

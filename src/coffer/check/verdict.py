@@ -41,8 +41,8 @@ class Verdict:
     """A status read after a 202 that answered 404: the promise was not yet (or not) kept."""
     status_contradictions: int = 0
     """A final status read during the run that differs from the final outcome."""
-    server_errors: int = 0
-    """5xx answers other than 503."""
+    server_errors: Counter[str] = field(default_factory=Counter)
+    """5xx answers other than 503, by route, status and error code."""
     webhooks_applied_twice: int = 0
     """A deposit credited, or a withdrawal settled or refunded, more than once."""
     outcome_mismatches: int = 0
@@ -56,6 +56,8 @@ class Verdict:
     error_but_applied_unconfirmed: int = 0
     """Of those, ones no retry or replay with the same key answered as the applied transfer."""
     error_not_applied: int = 0
+    unhandled_errors: Counter[str] = field(default_factory=Counter)
+    """Distinct errors the API processes logged as unhandled (coffer.check.logs), counted."""
     ledger_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -75,7 +77,8 @@ class Verdict:
             "status route disagrees with the database": self.status_mismatches,
             "accepted transfer unknown to its status route": self.unknown_after_accept,
             "status read contradicts the final outcome": self.status_contradictions,
-            "5xx answers other than 503": self.server_errors,
+            "5xx answers other than 503": self.server_errors.total(),
+            "unhandled errors in the process logs": self.unhandled_errors.total(),
             "webhook events applied twice": self.webhooks_applied_twice,
             "payment outcome differs from the provider's": self.outcome_mismatches,
             "errors-but-applied not confirmed by a replay": self.error_but_applied_unconfirmed,
@@ -198,8 +201,8 @@ def judge(
         1 for row in seen.keyless if not (isinstance(row, DepositRow) and row.status == "failed")
     )
     verdict.applied_twice += sum(count - 1 for count in seen.entries_per_reference.values())
-    verdict.server_errors = sum(
-        1
+    verdict.server_errors = Counter(
+        f"{s.path} {a.status} {a.code}"
         for s in [*every_send, *recorder.follow_ups]
         for a in s.attempts
         if a.result is AttemptResult.SERVER_ERROR
