@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from tests.fixtures.browser import CofferServer, StartServer, assert_accessible, violations
 
@@ -70,7 +70,9 @@ def test_fails_on_a_page(page):
 """
 
 
-def test_a_failing_browser_test_leaves_a_screenshot(tmp_path: Path) -> None:
+def test_a_failing_browser_test_leaves_a_screenshot(browser: Browser, tmp_path: Path) -> None:
+    # `browser` only for its rule: without Chromium this skips (fails under CI), as the inner
+    # test would.
     (tmp_path / "test_inner.py").write_text(FAILING_TEST)
     results = tmp_path / "results"
     repository = Path(__file__).resolve().parents[2]
