@@ -7,6 +7,7 @@ disturbed by jobs other tests leave behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -339,12 +340,14 @@ async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(
 
     ran = await runner.run_once()
 
-    # Every schedule is due at start: the transfer processor among them.
+    # Every schedule is due at start: the transfer processor among them. It runs first, so
+    # the settled event it published was due by the time the other lane was claimed.
     assert PROCESS_JOB in [schedule.name for schedule in runner.schedules]
-    assert ran == len(runner.schedules)
+    assert ran == len(runner.schedules) + 1
     assert await _transfer_status(database, reference) == TransferStatus.COMPLETED
-    # The processor's own success removed its row; what remains is the event it published.
-    assert [row.name for row in await outbox_rows(database)] == [SETTLED_JOB]
+    # Each job's success removed its row.
+    assert PROCESS_JOB not in {row.name for row in await outbox_rows(database)}
+    assert SETTLED_JOB not in {row.name for row in await outbox_rows(database)}
     async with database.transaction() as session:
         await assert_ledger_sound(session)
 
@@ -358,3 +361,45 @@ async def test_run_once_does_not_enqueue_a_schedule_before_its_interval(
 
     assert await runner.run_once() == 0
     assert await outbox_rows(database) == []
+
+
+SLOW_JOB = "tests.runner.slow"
+SLOW_JOB_SECONDS = 0.3
+SLOW_BACKLOG = 40
+"""12 s of queued work in line: far longer than the first lane may wait."""
+_slow_started: dict[str, asyncio.Event] = {}
+"""The running test's event (one per test: an event belongs to one test's loop)."""
+
+
+@job(SLOW_JOB)
+async def _slow(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
+    _slow_started["event"].set()
+    await asyncio.sleep(SLOW_JOB_SECONDS)
+
+
+async def test_a_transfer_settles_while_a_backlog_of_other_jobs_is_still_queued(
+    database: Database, settings: Settings
+) -> None:
+    started = _slow_started["event"] = asyncio.Event()
+    async with database.transaction() as session:
+        for number in range(SLOW_BACKLOG):
+            await enqueue(session, SLOW_JOB, {"n": number})
+    runner = JobRunner(database, settings.model_copy(update={"job_poll_interval_seconds": 0.05}))
+    running = asyncio.create_task(runner.run_forever())
+    try:
+        await asyncio.wait_for(started.wait(), timeout=30)
+        reference = await _pending_transfer(database)  # its processor job is queued last
+        for _ in range(100):
+            if await _transfer_status(database, reference) == TransferStatus.COMPLETED:
+                break
+            await asyncio.sleep(0.05)
+        left = sum(row.name == SLOW_JOB for row in await outbox_rows(database))
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    assert await _transfer_status(database, reference) == TransferStatus.COMPLETED
+    assert left > SLOW_BACKLOG // 2, "the transfer waited for the backlog to drain"
+    async with database.transaction() as session:
+        await assert_ledger_sound(session)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from coffer.db import Database
+from coffer.jobs.catalogue import first_lane_queue
 from coffer.jobs.celery_app import make_celery
 from coffer.settings import Settings
 from tests.fixtures.http import Caller
@@ -31,11 +32,13 @@ def broker_url(queue: str) -> Iterator[str]:
     if not rabbitmq_reachable():
         pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
     yield RABBITMQ_URL
-    celery = make_celery(Settings(broker_url=RABBITMQ_URL, celery_queue=queue))
+    settings = Settings(broker_url=RABBITMQ_URL, celery_queue=queue)
+    celery = make_celery(settings)
     with celery.connection_for_write() as connection:
         channel = connection.default_channel
-        channel.queue_delete(queue)
-        channel.exchange_delete(queue)
+        for name in (queue, first_lane_queue(settings)):
+            channel.queue_delete(name)
+        channel.exchange_delete(queue)  # both queues are bound to the default exchange
 
 
 async def test_a_transfer_through_the_api_is_settled_by_a_worker_on_rabbitmq(

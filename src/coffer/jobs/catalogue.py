@@ -13,7 +13,7 @@ import coffer.notifications.tasks
 import coffer.payments.tasks
 import coffer.transfers.tasks
 import coffer.webhooks.tasks  # noqa: F401
-from coffer.jobs.registry import Job, find_job, registered_jobs
+from coffer.jobs.registry import Job, Lane, find_job, registered_jobs
 from coffer.settings import Settings
 
 
@@ -27,6 +27,19 @@ def all_jobs() -> list[Job]:
     return registered_jobs()
 
 
+def celery_queue(settings: Settings, name: str) -> str:
+    """The Celery queue a job travels on: the first lane's own (workers consume both), so the
+    transfer processor never waits behind a flood of other messages; the rest on the main one."""
+    registered = find_job(name)
+    if registered is not None and registered.lane is Lane.FIRST:
+        return first_lane_queue(settings)
+    return settings.celery_queue
+
+
+def first_lane_queue(settings: Settings) -> str:
+    return f"{settings.celery_queue}.first"
+
+
 def schedules(settings: Settings) -> list[Schedule]:
     """The periodic jobs and their intervals under these settings, by name."""
     return sorted(
@@ -35,4 +48,4 @@ def schedules(settings: Settings) -> list[Schedule]:
     )
 
 
-__all__ = ["Schedule", "all_jobs", "find_job", "schedules"]
+__all__ = ["Schedule", "all_jobs", "celery_queue", "find_job", "first_lane_queue", "schedules"]

@@ -68,6 +68,9 @@ def make_celery(settings: Settings) -> Celery:
     celery = Celery("coffer", broker=settings.broker_url, set_as_current=False)
     celery.conf.update(
         task_default_queue=settings.celery_queue,
+        # A worker consumes both unless told otherwise: the first lane's queue (the transfer
+        # processor, coffer.jobs.catalogue.celery_queue) and the main one.
+        task_queues={catalogue.first_lane_queue(settings): {}, settings.celery_queue: {}},
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],

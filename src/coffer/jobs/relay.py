@@ -17,7 +17,7 @@ import structlog
 from celery import Celery
 
 from coffer.db import Database
-from coffer.jobs import repository
+from coffer.jobs import catalogue, repository
 from coffer.kit.clock import utcnow
 from coffer.settings import Settings
 
@@ -40,7 +40,9 @@ class Relay:
         sent: list[int] = []
         try:
             for job_id, name in rows:
-                self.celery.send_task(name, args=[job_id], queue=self.settings.celery_queue)
+                self.celery.send_task(
+                    name, args=[job_id], queue=catalogue.celery_queue(self.settings, name)
+                )
                 sent.append(job_id)
         except Exception as error:
             # The rows stay pending: the sweeper publishes them once the broker is back.

@@ -6,15 +6,20 @@ takes rows with `FOR UPDATE SKIP LOCKED` (SQLite serializes claims instead) and 
 each job runs once at a time; a runner that dies loses its lease within seconds and another
 picks the job up.
 
-Jobs registered `apart` (webhook deliveries, which wait on other people's servers) are claimed
-separately and run as tasks beside the others, at most COFFER_WEBHOOK_DELIVERY_CONCURRENCY at
-once: a receiver that takes its whole timeout delays no transfer, email or fee job.
+Each job has a lane (coffer.jobs.registry.Lane), and no lane waits behind another's queue:
+- `FIRST` (the transfer processor) is claimed one job at a time by a loop of its own beside
+  the others, so settling money never waits behind thousands of queued emails;
+- `APART` (webhook deliveries, which wait on other people's servers) runs as tasks beside the
+  others, at most COFFER_WEBHOOK_DELIVERY_CONCURRENCY at once: a receiver that takes its whole
+  timeout delays no transfer, email or fee job;
+- `IN_LINE` (everything else) is claimed in chunks, oldest first, and run one after another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +37,7 @@ from coffer.jobs.execution import (
     run_claimed,
 )
 from coffer.jobs.outbox import enqueue
+from coffer.jobs.registry import Lane
 from coffer.kit.clock import utcnow
 from coffer.models import OutboxJob, OutboxStatus
 from coffer.settings import Settings
@@ -70,23 +76,30 @@ class JobRunner:
             DueSchedule(schedule.name, schedule.interval, now)
             for schedule in catalogue.schedules(settings)
         ]
-        self._apart_names = sorted(job.name for job in catalogue.all_jobs() if job.apart)
+        self._first_wake = asyncio.Event()
+        self._lane_names = {
+            lane: sorted(job.name for job in catalogue.all_jobs() if job.lane is lane)
+            for lane in Lane
+        }
         self._apart_tasks: set[asyncio.Task[None]] = set()
         database.jobs_committed_listeners.append(self.wake)
 
     def wake(self) -> None:
         self._wake.set()
+        self._first_wake.set()
 
-    async def claim(self, limit: int = CLAIM_LIMIT, *, apart: bool = False) -> list[ClaimedJob]:
-        """Lease up to `limit` due jobs: the `apart` ones, or (by default) all the others."""
+    async def claim(
+        self, limit: int = CLAIM_LIMIT, *, lane: Lane = Lane.IN_LINE
+    ) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs of one lane."""
         now = utcnow()
-        if apart and not self._apart_names:
+        if lane is Lane.IN_LINE:
+            beside = self._lane_names[Lane.FIRST] + self._lane_names[Lane.APART]
+            in_lane = OutboxJob.name.not_in(beside)
+        elif self._lane_names[lane]:
+            in_lane = OutboxJob.name.in_(self._lane_names[lane])
+        else:
             return []
-        lane = (
-            OutboxJob.name.in_(self._apart_names)
-            if apart
-            else OutboxJob.name.not_in(self._apart_names)
-        )
         async with self.database.transaction() as session:
             rows = (
                 await session.execute(
@@ -95,7 +108,7 @@ class JobRunner:
                         OutboxJob.status.in_(RUNNABLE),
                         OutboxJob.run_at <= now,
                         or_(OutboxJob.locked_until.is_(None), OutboxJob.locked_until <= now),
-                        lane,
+                        in_lane,
                     )
                     .order_by(OutboxJob.run_at, OutboxJob.id)
                     .limit(limit)
@@ -143,10 +156,19 @@ class JobRunner:
                 schedule.next_run = now + schedule.interval
 
     async def run_once(self) -> int:
-        """Enqueue due schedules, then claim and run due jobs, waiting for the apart ones too;
-        returns how many ran."""
-        ran = await self._step()
+        """Enqueue due schedules, then claim and run due jobs of every lane (the first lane's
+        before the rest), waiting for the apart ones too; returns how many ran."""
+        await self.enqueue_due_schedules()
+        ran = await self._run_first() + await self._step()
         await self.idle()
+        return ran
+
+    async def _run_first(self) -> int:
+        """Run due first-lane jobs one after another until none is due; returns how many."""
+        ran = 0
+        while claimed := await self.claim(1, lane=Lane.FIRST):
+            await self.run_job(claimed[0])
+            ran += 1
         return ran
 
     async def idle(self) -> None:
@@ -166,7 +188,7 @@ class JobRunner:
         free = self.settings.webhook_delivery_concurrency - len(self._apart_tasks)
         if free <= 0:
             return 0
-        claimed = await self.claim(free, apart=True)
+        claimed = await self.claim(free, lane=Lane.APART)
         for job in claimed:
             task = asyncio.create_task(self.run_job(job))
             self._apart_tasks.add(task)
@@ -192,21 +214,28 @@ class JobRunner:
                 held.discard(job.id)
 
     async def run_forever(self) -> None:
+        first = asyncio.create_task(
+            self._poll(self._run_first, self._first_wake), name="jobs.first_lane"
+        )
         try:
-            await self._loop()
+            await self._poll(self._step, self._wake)
         finally:
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
             await self._stop_apart()
 
-    async def _loop(self) -> None:
+    async def _poll(self, step: Callable[[], Awaitable[int]], wake: asyncio.Event) -> None:
+        """Run `step` again at once while it finds work, else after a poll or a wake-up."""
         poll_seconds = self.settings.job_poll_interval_seconds
         while True:
-            self._wake.clear()
+            wake.clear()
             try:
-                ran = await self._step()
+                ran = await step()
             except Exception as error:
                 # The database may be briefly unreachable; the loop must outlive that.
                 log.error("jobs.runner_error", error_type=type(error).__name__)
                 ran = 0
             if ran == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)
+                    await asyncio.wait_for(wake.wait(), timeout=poll_seconds)

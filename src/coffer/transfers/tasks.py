@@ -10,7 +10,7 @@ import structlog
 
 from coffer.db import Database
 from coffer.jobs.outbox import enqueue
-from coffer.jobs.registry import job
+from coffer.jobs.registry import Lane, job
 from coffer.settings import Settings
 from coffer.transfers.settlement import (
     PROCESS_JOB,
@@ -53,6 +53,10 @@ async def process_pending(database: Database, batch_size: int) -> BatchReport:
     return BatchReport(claimed, completed, failed)
 
 
-@job(PROCESS_JOB, every=lambda settings: timedelta(seconds=settings.job_poll_interval_seconds))
+@job(
+    PROCESS_JOB,
+    every=lambda settings: timedelta(seconds=settings.job_poll_interval_seconds),
+    lane=Lane.FIRST,
+)
 async def run_processor(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     await process_pending(database, settings.transfer_batch_size)

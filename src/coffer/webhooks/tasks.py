@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from coffer.db import Database
-from coffer.jobs.registry import job
+from coffer.jobs.registry import Lane, job
 from coffer.kit.clock import utcnow
 from coffer.settings import Settings
 from coffer.webhooks import sender
@@ -37,7 +37,7 @@ async def run_fan_out(database: Database, settings: Settings, payload: dict[str,
             return
 
 
-@job(DELIVER_JOB, apart=True)
+@job(DELIVER_JOB, lane=Lane.APART)
 async def deliver(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     """One attempt; its outcome (whatever the receiver did) is recorded, never raised, so the
     delivery's own schedule, not the job runner's, decides when to try again."""
