@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.middleware.cors import CORSMiddleware
 
 from coffer.api import API_PREFIX, api_router
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
-    rate_limiter = RateLimiter(settings.redis_url)
+    rate_limiter = RateLimiter(settings.redis_url, strategy=SlidingWindowCounterRateLimiter)
     app.state.api_key_rate_limiter = ApiKeyRateLimiter(settings, rate_limiter)
     app.state.request_limits = RequestLimits(settings, rate_limiter)
     app.state.transfer_waits = ConcurrencyCap(settings.max_transfer_waits_per_principal)

@@ -302,6 +302,13 @@ class Settings(BaseSettings):
     """How often beat sweeps the outbox for rows to publish (late, delayed or lost)."""
     transfer_batch_size: int = Field(default=200, ge=1, le=5000)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often an idle job runner looks for due job rows it was not woken for (rows another
+    process enqueued)."""
+    job_recheck_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often the transfer processor and the webhook fan-out run unprompted: the bound on
+    the delay of an event's webhooks, and the safety net for pending transfers whose job was
+    lost. Apart from the poll, so a fast poll does not settle an empty queue 20 times a
+    second."""
     job_max_attempts: int = Field(default=10, ge=1, le=100)
     job_lease_seconds: float = Field(default=30.0, ge=0.3, le=600)
     """How long a claimed job stays reserved without a heartbeat; renewed every third of it

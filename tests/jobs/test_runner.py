@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from coffer.db import Database
 from coffer.fx.service import REFRESH_JOB
+from coffer.jobs import catalogue
 from coffer.jobs.execution import lease
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import job
@@ -32,6 +33,7 @@ from coffer.transfers.service import (
     create_transfers,
 )
 from coffer.transfers.settlement import PROCESS_JOB, SETTLED_JOB
+from coffer.webhooks.deliveries import FAN_OUT_JOB
 from tests.fixtures.factories import assert_ledger_sound, fund, make_user
 
 SUCCEEDING_JOB = "tests.runner.records_payload"
@@ -236,6 +238,31 @@ async def test_a_failing_job_is_rescheduled_with_the_error_recorded(
     assert row.locked_until is None
     assert row.run_at > before  # backed off, not retried at once
     assert await runner.claim() == []
+
+
+async def test_jobs_claimed_together_are_deleted_together_and_a_failing_one_is_kept(
+    database: Database, runner: JobRunner
+) -> None:
+    token = uuid.uuid4().hex
+    async with database.transaction() as session:
+        await enqueue(session, SUCCEEDING_JOB, {"token": token, "n": 1})
+        await enqueue(session, FAILING_JOB, {"what": "the middle one"})
+        await enqueue(session, SUCCEEDING_JOB, {"token": token, "n": 2})
+    claimed = await runner.claim()
+
+    await runner.run_jobs(claimed)
+
+    assert [p["n"] for p in _ran_payloads if p.get("token") == token] == [1, 2]
+    [row] = await outbox_rows(database)
+    assert (row.name, row.status, row.locked_until) == (FAILING_JOB, OutboxStatus.PENDING, None)
+
+
+def test_the_processor_and_the_fan_out_run_unprompted_on_their_own_interval() -> None:
+    settings = Settings(job_poll_interval_seconds=0.05, job_recheck_interval_seconds=5)
+
+    intervals = {schedule.name: schedule.interval for schedule in catalogue.schedules(settings)}
+
+    assert intervals[PROCESS_JOB] == intervals[FAN_OUT_JOB] == timedelta(seconds=5)
 
 
 async def test_a_failing_job_becomes_dead_after_the_maximum_attempts(

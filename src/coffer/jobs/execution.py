@@ -83,6 +83,17 @@ async def run_claimed(
 ) -> Exception | None:
     """Run the job (under the caller's `leases_kept`); on success delete its row. Returns the
     failure, if any, for the caller to record (the runner and Celery retry differently)."""
+    error = await run_unfinished(database, settings, claimed)
+    if error is None:
+        await finish(database, [claimed.id])
+    return error
+
+
+async def run_unfinished(
+    database: Database, settings: Settings, claimed: ClaimedJob
+) -> Exception | None:
+    """Run the job and leave its row for the caller to `finish` (with others claimed in the
+    same chunk, in one statement); the failure, if any."""
     registered = find_job(claimed.name)
     try:
         if registered is None:
@@ -90,9 +101,14 @@ async def run_claimed(
         await registered.function(database, settings, claimed.payload)
     except Exception as error:
         return error
-    async with database.transaction() as session:
-        await repository.finish(session, claimed.id)
     return None
+
+
+async def finish(database: Database, job_ids: list[int]) -> None:
+    """Delete the rows of jobs that ran to the end."""
+    if job_ids:
+        async with database.transaction() as session:
+            await repository.finish(session, job_ids)
 
 
 def is_final_attempt(settings: Settings, claimed: ClaimedJob) -> bool:

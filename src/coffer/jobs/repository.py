@@ -42,8 +42,8 @@ async def renew_leases(session: AsyncSession, job_ids: list[int], lease: timedel
     )
 
 
-async def finish(session: AsyncSession, job_id: int) -> None:
-    await session.execute(delete(OutboxJob).where(OutboxJob.id == job_id))
+async def finish(session: AsyncSession, job_ids: list[int]) -> None:
+    await session.execute(delete(OutboxJob).where(OutboxJob.id.in_(job_ids)))
 
 
 async def store_failure(session: AsyncSession, job_id: int, values: dict[str, Any]) -> None:

@@ -24,22 +24,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Update, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coffer.db import Database
-from coffer.jobs import catalogue
+from coffer.jobs import catalogue, repository
 from coffer.jobs.execution import (
     ClaimedJob,
+    finish,
     is_final_attempt,
     lease,
     leases_kept,
     record_failure,
-    run_claimed,
+    run_unfinished,
 )
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import Lane
 from coffer.kit.clock import utcnow
-from coffer.models import OutboxJob, OutboxStatus
+from coffer.models import Base, OutboxJob, OutboxStatus
 from coffer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -65,6 +67,44 @@ def retry_delay(attempts: int) -> timedelta:
     return min(timedelta(seconds=2**attempts), MAX_BACKOFF)
 
 
+_outbox = Base.metadata.tables[OutboxJob.__tablename__]
+
+
+def _claim_statement(in_lane: ColumnElement[bool]) -> Update:
+    """One statement (built once per lane; the poll runs it many times a second) that leases
+    up to `claim_limit` due rows of a lane, oldest first, skipping rows another runner holds.
+    Clearing the dedupe key lets new work enqueue a fresh job while this one runs."""
+    now: BindParameter[datetime] = bindparam("now")
+    due = (
+        select(_outbox.c.id)
+        .where(
+            _outbox.c.status.in_(RUNNABLE),
+            _outbox.c.run_at <= now,
+            or_(_outbox.c.locked_until.is_(None), _outbox.c.locked_until <= now),
+            in_lane,
+        )
+        .order_by(_outbox.c.run_at, _outbox.c.id)
+        .limit(bindparam("claim_limit"))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(_outbox)
+        .where(_outbox.c.id.in_(due.scalar_subquery()))
+        .values(
+            locked_until=bindparam("locked_until"),
+            attempts=_outbox.c.attempts + 1,
+            dedupe_key=None,
+        )
+        .returning(
+            _outbox.c.id,
+            _outbox.c.name,
+            _outbox.c.payload,
+            _outbox.c.attempts,
+            _outbox.c.run_at,
+        )
+    )
+
+
 class JobRunner:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
@@ -81,6 +121,16 @@ class JobRunner:
             lane: sorted(job.name for job in catalogue.all_jobs() if job.lane is lane)
             for lane in Lane
         }
+        beside = self._lane_names[Lane.FIRST] + self._lane_names[Lane.APART]
+        self._claims = {
+            Lane.IN_LINE: _claim_statement(_outbox.c.name.not_in(beside)),
+            **{
+                lane: _claim_statement(_outbox.c.name.in_(self._lane_names[lane]))
+                if self._lane_names[lane]
+                else None
+                for lane in (Lane.FIRST, Lane.APART)
+            },
+        }
         self._apart_tasks: set[asyncio.Task[None]] = set()
         database.jobs_committed_listeners.append(self.wake)
 
@@ -92,50 +142,36 @@ class JobRunner:
         self, limit: int = CLAIM_LIMIT, *, lane: Lane = Lane.IN_LINE
     ) -> list[ClaimedJob]:
         """Lease up to `limit` due jobs of one lane."""
-        now = utcnow()
-        if lane is Lane.IN_LINE:
-            beside = self._lane_names[Lane.FIRST] + self._lane_names[Lane.APART]
-            in_lane = OutboxJob.name.not_in(beside)
-        elif self._lane_names[lane]:
-            in_lane = OutboxJob.name.in_(self._lane_names[lane])
-        else:
-            return []
         async with self.database.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(OutboxJob.id, OutboxJob.name, OutboxJob.payload, OutboxJob.attempts)
-                    .where(
-                        OutboxJob.status.in_(RUNNABLE),
-                        OutboxJob.run_at <= now,
-                        or_(OutboxJob.locked_until.is_(None), OutboxJob.locked_until <= now),
-                        in_lane,
-                    )
-                    .order_by(OutboxJob.run_at, OutboxJob.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if rows:
-                # Clearing the dedupe key lets new work enqueue a fresh job while this one runs.
-                await session.execute(
-                    update(OutboxJob)
-                    .where(OutboxJob.id.in_([row.id for row in rows]))
-                    .values(
-                        locked_until=now + lease(self.settings),
-                        attempts=OutboxJob.attempts + 1,
-                        dedupe_key=None,
-                    )
-                )
-        return [ClaimedJob(row.id, row.name, row.payload, row.attempts + 1) for row in rows]
+            return await self._claim_in(session, limit, lane)
+
+    async def _claim_in(self, session: AsyncSession, limit: int, lane: Lane) -> list[ClaimedJob]:
+        statement = self._claims[lane]
+        if limit <= 0 or statement is None:
+            return []
+        now = utcnow()
+        rows = (
+            await session.execute(
+                statement,
+                {"now": now, "claim_limit": limit, "locked_until": now + lease(self.settings)},
+            )
+        ).all()
+        return [
+            ClaimedJob(row.id, row.name, row.payload, row.attempts)
+            for row in sorted(rows, key=lambda row: (row.run_at, row.id))
+        ]
 
     async def run_job(self, claimed: ClaimedJob) -> None:
         async with leases_kept(self.database, self.settings, {claimed.id}):
-            await self._run_held(claimed)
+            if await self._run_held(claimed):
+                await finish(self.database, [claimed.id])
 
-    async def _run_held(self, claimed: ClaimedJob) -> None:
-        error = await run_claimed(self.database, self.settings, claimed)
+    async def _run_held(self, claimed: ClaimedJob) -> bool:
+        """Run the job; True when it ran to the end (its row is the caller's to finish), else
+        its failure is recorded."""
+        error = await run_unfinished(self.database, self.settings, claimed)
         if error is None:
-            return
+            return True
         dead = is_final_attempt(self.settings, claimed)
         await record_failure(
             self.database,
@@ -144,6 +180,7 @@ class JobRunner:
             status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
             run_at=utcnow() + retry_delay(claimed.attempts),
         )
+        return False
 
     async def enqueue_due_schedules(self) -> None:
         now = utcnow()
@@ -164,12 +201,20 @@ class JobRunner:
         return ran
 
     async def _run_first(self) -> int:
-        """Run due first-lane jobs one after another until none is due; returns how many."""
+        """Run due first-lane jobs one after another until none is due; returns how many.
+        Each finished job's row is deleted in the transaction that claims the next."""
         ran = 0
-        while claimed := await self.claim(1, lane=Lane.FIRST):
-            await self.run_job(claimed[0])
+        finished: list[int] = []
+        while True:
+            async with self.database.transaction() as session:
+                if finished:
+                    await repository.finish(session, finished)
+                claimed = await self._claim_in(session, 1, Lane.FIRST)
+            if not claimed:
+                return ran
+            async with leases_kept(self.database, self.settings, {claimed[0].id}):
+                finished = [claimed[0].id] if await self._run_held(claimed[0]) else []
             ran += 1
-        return ran
 
     async def idle(self) -> None:
         """Wait until no apart job is running."""
@@ -177,23 +222,19 @@ class JobRunner:
             await asyncio.wait(set(self._apart_tasks))
 
     async def _step(self) -> int:
-        """Start what apart jobs fit, then run the others in line; returns how many of both."""
+        """Start what apart jobs fit, then run the others in line; returns how many of both.
+        Both lanes are claimed in one transaction: an idle poll costs one."""
         await self.enqueue_due_schedules()
-        started = await self._start_apart()
-        claimed = await self.claim()
-        await self.run_jobs(claimed)
-        return started + len(claimed)
-
-    async def _start_apart(self) -> int:
         free = self.settings.webhook_delivery_concurrency - len(self._apart_tasks)
-        if free <= 0:
-            return 0
-        claimed = await self.claim(free, lane=Lane.APART)
-        for job in claimed:
+        async with self.database.transaction() as session:
+            apart = await self._claim_in(session, free, Lane.APART)
+            in_line = await self._claim_in(session, CLAIM_LIMIT, Lane.IN_LINE)
+        for job in apart:
             task = asyncio.create_task(self.run_job(job))
             self._apart_tasks.add(task)
             task.add_done_callback(self._apart_done)
-        return len(claimed)
+        await self.run_jobs(in_line)
+        return len(apart) + len(in_line)
 
     def _apart_done(self, task: asyncio.Task[None]) -> None:
         self._apart_tasks.discard(task)
@@ -206,12 +247,22 @@ class JobRunner:
         await asyncio.gather(*self._apart_tasks, return_exceptions=True)
 
     async def run_jobs(self, claimed: list[ClaimedJob]) -> None:
-        """Run jobs claimed together one after another, keeping every waiting one's lease."""
+        """Run jobs claimed together one after another, keeping every waiting one's lease, and
+        delete the rows of those that ran to the end in one statement when the last is done.
+
+        A worker that dies mid-chunk leaves its finished jobs to run again once their lease
+        lapses: at least once, as after a lost acknowledgement (every job is idempotent; an
+        email may go twice). Deleting per job cost a transaction per email.
+        """
         held = {job.id for job in claimed}
+        succeeded: list[int] = []
         async with leases_kept(self.database, self.settings, held):
             for job in claimed:
-                await self._run_held(job)
-                held.discard(job.id)
+                if await self._run_held(job):
+                    succeeded.append(job.id)
+                else:
+                    held.discard(job.id)
+            await finish(self.database, succeeded)
 
     async def run_forever(self) -> None:
         first = asyncio.create_task(

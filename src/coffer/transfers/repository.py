@@ -185,6 +185,15 @@ async def claim_pending(session: AsyncSession, limit: int) -> Sequence[ResultRow
     return (await session.execute(_CLAIM, {"claim_limit": limit})).all()
 
 
+async def linked_batch_waiting(session: AsyncSession) -> bool:
+    """Whether a linked batch waits to settle (a look, no lock: `claim_linked_batch` decides)."""
+    return (
+        await session.execute(
+            select(_batches.c.id).where(_batches.c.group_status == GroupStatus.PENDING).limit(1)
+        )
+    ).first() is not None
+
+
 async def claim_linked_batch(session: AsyncSession) -> int | None:
     """Lock the oldest linked batch still to settle, skipping any another processor holds.
 
@@ -291,15 +300,10 @@ async def find_for_sender(
     ).one_or_none()
 
 
-async def completed_with_parties(
-    session: AsyncSession, references: Sequence[str]
-) -> Sequence[ResultRow]:
-    """Completed transfers with both wallets and owners, for the settled notices."""
-    if not references:
-        return []
+def _completed_with_parties() -> Select[*tuple[Any, ...]]:
     sender_wallet, recipient_wallet = aliased(Wallet), aliased(Wallet)
     sender, recipient = aliased(User), aliased(User)
-    query = (
+    return (
         select(
             Transfer.reference,
             Transfer.amount_minor,
@@ -319,7 +323,22 @@ async def completed_with_parties(
         .join(sender, sender.id == sender_wallet.user_id)
         .join(recipient_wallet, recipient_wallet.id == Transfer.recipient_wallet_id)
         .join(recipient, recipient.id == recipient_wallet.user_id)
-        .where(Transfer.reference.in_(references), Transfer.status == TransferStatus.COMPLETED)
+        .where(
+            Transfer.reference.in_(bindparam("references", expanding=True)),
+            Transfer.status == TransferStatus.COMPLETED,
+        )
         .order_by(Transfer.id)
     )
-    return (await session.execute(query)).all()
+
+
+# Built once, like the claims: every settled batch's notices read it.
+_COMPLETED_WITH_PARTIES = _completed_with_parties()
+
+
+async def completed_with_parties(
+    session: AsyncSession, references: Sequence[str]
+) -> Sequence[ResultRow]:
+    """Completed transfers with both wallets and owners, for the settled notices."""
+    if not references:
+        return []
+    return (await session.execute(_COMPLETED_WITH_PARTIES, {"references": list(references)})).all()

@@ -12,6 +12,7 @@ from coffer.db import Database
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.registry import Lane, job
 from coffer.settings import Settings
+from coffer.transfers.repository import linked_batch_waiting
 from coffer.transfers.settlement import (
     PROCESS_JOB,
     BatchReport,
@@ -29,15 +30,19 @@ the bound enqueues its successor."""
 async def process_pending(database: Database, batch_size: int) -> BatchReport:
     """Run batches until the queue is empty (or the bound is reached); returns the totals.
 
-    Each round settles a batch of ordinary transfers and one linked batch's group, each in a
-    transaction of its own.
+    Each round settles a batch of ordinary transfers and, when one waits, one linked batch's
+    group, each in a transaction of its own (the ordinary batch's transaction looks whether
+    one waits, so a round without linked batches costs one transaction).
     """
     claimed = completed = failed = 0
     for _ in range(MAX_BATCHES_PER_RUN):
         async with database.transaction() as session:
             report = await process_batch(session, batch_size)
-        async with database.transaction() as session:
-            group = await process_linked_batch(session)
+            linked_waiting = await linked_batch_waiting(session)
+        group = BatchReport(0, 0, 0)
+        if linked_waiting:
+            async with database.transaction() as session:
+                group = await process_linked_batch(session)
         claimed, completed, failed = (
             claimed + report.claimed + group.claimed,
             completed + report.completed + group.completed,
@@ -55,7 +60,7 @@ async def process_pending(database: Database, batch_size: int) -> BatchReport:
 
 @job(
     PROCESS_JOB,
-    every=lambda settings: timedelta(seconds=settings.job_poll_interval_seconds),
+    every=lambda settings: timedelta(seconds=settings.job_recheck_interval_seconds),
     lane=Lane.FIRST,
 )
 async def run_processor(database: Database, settings: Settings, payload: dict[str, Any]) -> None:

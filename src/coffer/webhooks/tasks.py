@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 MAX_FAN_OUT_BATCHES_PER_RUN = 20
 
 
-@job(FAN_OUT_JOB, every=lambda settings: timedelta(seconds=settings.job_poll_interval_seconds))
+@job(FAN_OUT_JOB, every=lambda settings: timedelta(seconds=settings.job_recheck_interval_seconds))
 async def run_fan_out(database: Database, settings: Settings, payload: dict[str, Any]) -> None:
     for _ in range(MAX_FAN_OUT_BATCHES_PER_RUN):
         async with database.transaction() as session:
