@@ -309,6 +309,13 @@ class Settings(BaseSettings):
     the delay of an event's webhooks, and the safety net for pending transfers whose job was
     lost. Apart from the poll, so a fast poll does not settle an empty queue 20 times a
     second."""
+    transfer_settle_interval_seconds: float = Field(default=0.1, ge=0, le=10)
+    """The shortest time between the starts of two transfer processor runs in one database
+    job runner while transfers keep arriving (each run settles everything then pending): the
+    most it adds to a transfer's settlement. Intake enqueues a processor job with every batch
+    it commits; run back to back, a run settled a transfer or two and spent 6 ms of a worker's
+    CPU per transfer at 100/s, spaced 0.1 s apart 2.7 ms (issue 13). 0 runs each at once.
+    Celery workers run each processor job as it arrives."""
     job_max_attempts: int = Field(default=10, ge=1, le=100)
     job_lease_seconds: float = Field(default=30.0, ge=0.3, le=600)
     """How long a claimed job stays reserved without a heartbeat; renewed every third of it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -355,6 +356,28 @@ async def _transfer_status(database: Database, reference: str) -> str:
         return str(
             await session.scalar(select(Transfer.status).where(Transfer.reference == reference))
         )
+
+
+SETTLE_INTERVAL_SECONDS = 2.0
+"""Far longer than a processor run on a fresh database, so "at once" and "waited" differ."""
+
+
+async def test_processor_runs_start_the_settle_interval_apart_and_the_first_at_once(
+    database: Database, runner: JobRunner
+) -> None:
+    first = await _pending_transfer(database)
+    started = time.monotonic()
+    ran_first = await runner._run_first(SETTLE_INTERVAL_SECONDS)
+    first_done = time.monotonic() - started
+    second = await _pending_transfer(database)
+    ran_second = await runner._run_first(SETTLE_INTERVAL_SECONDS)
+    second_done = time.monotonic() - started
+
+    assert (ran_first, ran_second) == (1, 1)
+    assert first_done < SETTLE_INTERVAL_SECONDS, "the first run after a quiet spell waited"
+    assert second_done >= SETTLE_INTERVAL_SECONDS, "the next run started before the interval"
+    for reference in (first, second):
+        assert await _transfer_status(database, reference) == TransferStatus.COMPLETED
 
 
 async def test_run_once_enqueues_the_due_transfer_processor_and_runs_it(

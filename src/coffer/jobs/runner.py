@@ -8,7 +8,9 @@ picks the job up.
 
 Each job has a lane (coffer.jobs.registry.Lane), and no lane waits behind another's queue:
 - `FIRST` (the transfer processor) is claimed one job at a time by a loop of its own beside
-  the others, so settling money never waits behind thousands of queued emails;
+  the others, so settling money never waits behind thousands of queued emails; under a steady
+  stream of transfers, its runs start COFFER_TRANSFER_SETTLE_INTERVAL_SECONDS apart, so each
+  settles what gathered meanwhile in one transaction instead of one or two transfers each;
 - `APART` (webhook deliveries, which wait on other people's servers) runs as tasks beside the
   others, at most COFFER_WEBHOOK_DELIVERY_CONCURRENCY at once: a receiver that takes its whole
   timeout delays no transfer, email or fee job;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,6 +120,8 @@ class JobRunner:
             for schedule in catalogue.schedules(settings)
         ]
         self._first_wake = asyncio.Event()
+        self._first_not_before = 0.0
+        """Event-loop time before which `run_forever` starts no further first-lane job."""
         self._lane_names = {
             lane: sorted(job.name for job in catalogue.all_jobs() if job.lane is lane)
             for lane in Lane
@@ -200,11 +205,15 @@ class JobRunner:
         await self.idle()
         return ran
 
-    async def _run_first(self) -> int:
+    async def _run_first(self, pace_seconds: float = 0.0) -> int:
         """Run due first-lane jobs one after another until none is due; returns how many.
-        Each finished job's row is deleted in the transaction that claims the next."""
+        Each finished job's row is deleted in the transaction that claims the next.
+
+        With `pace_seconds`, a job starts no sooner than that after the previous one started,
+        across calls: the first after a quiet spell starts as soon as it is claimed."""
         ran = 0
         finished: list[int] = []
+        loop = asyncio.get_running_loop()
         while True:
             async with self.database.transaction() as session:
                 if finished:
@@ -212,6 +221,12 @@ class JobRunner:
                 claimed = await self._claim_in(session, 1, Lane.FIRST)
             if not claimed:
                 return ran
+            # Leased meanwhile (a pace is far shorter than a lease); what arrives before the
+            # job starts is settled by it.
+            wait = self._first_not_before - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._first_not_before = loop.time() + pace_seconds
             async with leases_kept(self.database, self.settings, {claimed[0].id}):
                 finished = [claimed[0].id] if await self._run_held(claimed[0]) else []
             ran += 1
@@ -265,9 +280,8 @@ class JobRunner:
             await finish(self.database, succeeded)
 
     async def run_forever(self) -> None:
-        first = asyncio.create_task(
-            self._poll(self._run_first, self._first_wake), name="jobs.first_lane"
-        )
+        paced = functools.partial(self._run_first, self.settings.transfer_settle_interval_seconds)
+        first = asyncio.create_task(self._poll(paced, self._first_wake), name="jobs.first_lane")
         try:
             await self._poll(self._step, self._wake)
         finally:
