@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
 from coffer.app import create_app
+from coffer.kit.heap import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD
 from coffer.migrate import alembic_config
 from coffer.settings import DEVELOPMENT_SECRET_KEY, Settings
 
@@ -266,3 +268,31 @@ def test_production_settings_accept_a_long_random_secret() -> None:
     )
 
     assert settings.secret_key.get_secret_value() == secret
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """The collector as it was: a settled heap must not outlive its test in this process."""
+    thresholds = gc.get_threshold()
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_a_served_app_freezes_its_start_up_heap_and_collects_the_young_less_often(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", worker_mode="external")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        unsettled = (gc.get_freeze_count(), gc.get_threshold()[0])
+    with TestClient(create_app(settings, settle_heap_once_started=True)) as client:
+        assert client.get("/healthz").status_code == 200
+        settled = (gc.get_freeze_count(), gc.get_threshold())
+
+    assert unsettled[0] == 0
+    assert unsettled[1] < YOUNG_THRESHOLD
+    assert settled[0] > 10_000, "start-up objects were not frozen"
+    assert settled[1] == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)

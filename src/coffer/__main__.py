@@ -31,6 +31,7 @@ from coffer.jobs.celery_app import app as celery
 from coffer.jobs.celery_app import make_celery
 from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
+from coffer.kit.heap import settle_heap
 from coffer.kit.money import parse_amount
 from coffer.ledger.verify import verify_ledger
 from coffer.logging import configure_logging
@@ -91,7 +92,7 @@ def serve(
         # then reports all of them.
         os.environ[MULTIPROCESS_DIRECTORY] = tempfile.mkdtemp(prefix="coffer-metrics-")
     uvicorn.run(
-        "coffer.app:create_app",
+        "coffer.app:serve_app",
         factory=True,
         host=host,
         port=port,
@@ -129,8 +130,10 @@ def worker(
         # Wakes the API processes' websockets (through Redis) when a job commits events.
         nudger = CommitNudger(settings.redis_url)
         nudger.install()
+        runner = JobRunner(database, settings)
+        settle_heap()
         try:
-            await JobRunner(database, settings).run_forever()
+            await runner.run_forever()
         finally:
             await nudger.close()
 

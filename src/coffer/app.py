@@ -27,6 +27,7 @@ from coffer.jobs.relay import Relay
 from coffer.jobs.runner import JobRunner
 from coffer.kit.clock import set_offset
 from coffer.kit.concurrency import ConcurrencyCap
+from coffer.kit.heap import settle_heap
 from coffer.kit.ratelimit import RateLimiter
 from coffer.logging import configure_logging
 from coffer.metrics.endpoints import MetricsMiddleware
@@ -46,7 +47,15 @@ CORS_REQUEST_HEADERS = ["authorization", "content-type", "idempotency-key", "x-a
 CORS_RESPONSE_HEADERS = ["x-request-id", "retry-after", "idempotent-replayed", "preference-applied"]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def serve_app() -> FastAPI:
+    """The app `coffer serve` runs in each API process: `create_app`, whose heap is settled
+    once it has started (coffer.kit.heap; not for apps made in a test process)."""
+    return create_app(settle_heap_once_started=True)
+
+
+def create_app(
+    settings: Settings | None = None, *, settle_heap_once_started: bool = False
+) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     set_offset(timedelta(seconds=settings.clock_offset_seconds))
@@ -76,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         nudger.install()
         await hub.start()
         app.state.event_hub = hub
+        if settle_heap_once_started:
+            settle_heap()
         try:
             yield
         finally:

@@ -26,6 +26,7 @@ from coffer.jobs.delivery import deliver
 from coffer.jobs.outbox import enqueue
 from coffer.jobs.relay import Relay
 from coffer.kit.clock import set_offset
+from coffer.kit.heap import settle_heap
 from coffer.logging import configure_logging
 from coffer.notifications.hub import CommitNudger
 from coffer.settings import Settings, get_settings
@@ -134,6 +135,7 @@ def worker_process() -> WorkerProcess:
         nudger = CommitNudger(settings.redis_url)
         nudger.install()
         _process = WorkerProcess(settings, loop, database, relay, nudger)
+        settle_heap()
     return _process
 
 
