@@ -81,6 +81,13 @@ def _fuzz(operation: APIOperation, headers: dict[str, str]) -> None:
     check()
 
 
+def _described(failure: Exception) -> str:
+    """The failure and, for a group (Hypothesis' flaky and multiple failures), each one in
+    it: the summary alone names neither the check nor the response."""
+    inner = failure.exceptions if isinstance(failure, BaseExceptionGroup) else ()
+    return "\n  ".join([str(failure), *(f"{type(e).__name__}: {e}" for e in inner)])
+
+
 @pytest.mark.slow
 def test_generated_requests_get_no_server_error_and_match_the_schema(
     backend: str, fresh_database_url: Callable[..., str]
@@ -110,7 +117,7 @@ def test_generated_requests_get_no_server_error_and_match_the_schema(
                 try:
                     _fuzz(operation, headers)
                 except Exception as failure:  # every operation's failures, not just the first
-                    failures.append(f"{operation.label}: {failure}")
+                    failures.append(f"{operation.label}: {_described(failure)}")
     finally:
         shutdown_lifespans()
     assert not failures, "\n\n".join(failures)
