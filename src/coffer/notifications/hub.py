@@ -222,6 +222,20 @@ class EventHub:
                 log.warning("events.tail_failed", error=type(error).__name__)
 
     async def _catch_up(self) -> None:
+        """Offer each socket its user's events committed since the cursor.
+
+        With no socket open, the cursor moves to the newest event without reading a row (each
+        API process used to read and decode every event of everyone: four per transfer). A
+        socket that subscribes after that replays past it from the table, since it
+        subscribes before its replay; one that subscribed during the lookup makes this a
+        normal read.
+        """
+        if self.cursor is not None and not self.subscribers:
+            async with self.database.read() as session:
+                newest = await newest_event_id(session)
+            if not self.subscribers:
+                self.cursor = max(self.cursor, newest)
+                return
         while self.cursor is not None:
             async with self.database.read() as session:
                 batch = await events_after(session, self.cursor, limit=READ_BATCH)
