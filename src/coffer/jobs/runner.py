@@ -221,13 +221,12 @@ class JobRunner:
                 claimed = await self._claim_in(session, 1, Lane.FIRST)
             if not claimed:
                 return ran
-            # Leased meanwhile (a pace is far shorter than a lease); what arrives before the
-            # job starts is settled by it.
-            wait = self._first_not_before - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._first_not_before = loop.time() + pace_seconds
             async with leases_kept(self.database, self.settings, {claimed[0].id}):
+                # What arrives while the job waits is settled by it.
+                wait = self._first_not_before - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._first_not_before = loop.time() + pace_seconds
                 finished = [claimed[0].id] if await self._run_held(claimed[0]) else []
             ran += 1
 

@@ -4,8 +4,8 @@ Why (issue 13): an API process under load ran a full collection every few second
 scanning the ~170,000 objects left by importing FastAPI, SQLAlchemy, pydantic and coffer
 (functions, classes, schema metadata) that never become garbage; one such pause took
 200-300 ms on the 2-core bench machine, was the p99 accept latency (340-450 ms at full load,
-360-380 ms at 150/s), and the collector's young generations, triggered every 700
-allocations, cost as much again.
+360-380 ms at 150/s); the young generations, collected every 700 allocations, cost a
+third as much again.
 
 `settle_heap`, called once a process has started (imports done, app and engine built):
 `gc.freeze()` moves every object then alive into the permanent generation, which no
